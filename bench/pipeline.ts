@@ -1,0 +1,87 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { round, type Bench, type BenchResult } from './harness.js';
+
+interface Run {
+  count: number;
+  seconds: number;
+  maxRssMB: number;
+}
+
+/** A JSONL file of `n` records of about 300 bytes, made once per size. */
+export function pipelineInput(n: number): string {
+  const path = join(tmpdir(), `ix-bench-pipeline-${n}.jsonl`);
+  if (existsSync(path) && statSync(path).size > n * 250) return path;
+  const chunk: string[] = [];
+  writeFileSync(path, '');
+  for (let i = 0; i < n; i++) {
+    chunk.push(
+      JSON.stringify({
+        id: i,
+        external_id: `ord_${(i * 7919).toString(36)}`,
+        customer: { name: `Customer ${i}`, email: `customer${i}@example.com`, city: ['Berlin', 'Lagos', 'Lima', 'Osaka'][i % 4] },
+        total: Math.round(i * 13.7) / 100,
+        currency: 'EUR',
+        status: i % 5 === 0 ? 'refunded' : 'paid',
+        items: [{ sku: `sku-${i % 100}`, qty: 1 + (i % 3) }],
+        updated_at: new Date(1_700_000_000_000 + i * 1000).toISOString(),
+        note: 'n'.repeat(40),
+      }),
+    );
+    if (chunk.length === 10_000) {
+      writeFileSync(path, `${chunk.join('\n')}\n`, { flag: 'a' });
+      chunk.length = 0;
+    }
+  }
+  if (chunk.length) writeFileSync(path, `${chunk.join('\n')}\n`, { flag: 'a' });
+  return path;
+}
+
+function run(script: string, args: string[]): Run {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, script), ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const last = out.trim().split('\n').pop() as string;
+  return JSON.parse(last) as Run;
+}
+
+export const pipelineBench: Bench = {
+  name: 'pipeline',
+  summary: 'JSONL file → engine → JSONL file, next to a hand-written Node loop.',
+  async run({ quick }): Promise<BenchResult> {
+    const n = quick ? 200_000 : 1_000_000;
+    const rounds = quick ? 2 : 3;
+    const input = pipelineInput(n);
+    const bytes = statSync(input).size;
+    console.log(`pipeline: ${n} records, ${round(bytes / n, 0)} bytes each, ${rounds} rounds each, alternating`);
+    const ours: Run[] = [];
+    const base: Run[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const dir = mkdtempSync(join(tmpdir(), 'ix-bench-'));
+      base.push(run('pipeline-baseline.ts', [input, join(dir, 'base.jsonl')]));
+      ours.push(run('pipeline-ours.ts', [input, join(dir, 'ours.jsonl'), join(dir, 'state.db'), 'batch']));
+      rmSync(dir, { recursive: true, force: true });
+      const o = ours[ours.length - 1] as Run;
+      const b = base[base.length - 1] as Run;
+      if (o.count !== n || b.count !== n) throw new Error(`count mismatch: ours ${o.count}, baseline ${b.count}, expected ${n}`);
+      console.log(`  round ${r + 1}: ours ${round(n / o.seconds, 0)} rec/s (${round(o.maxRssMB, 0)} MB), baseline ${round(n / b.seconds, 0)} rec/s (${round(b.maxRssMB, 0)} MB)`);
+    }
+    const median = (xs: number[]): number => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s[Math.floor(s.length / 2)] as number;
+    };
+    const oursRate = median(ours.map((o) => n / o.seconds));
+    const baseRate = median(base.map((b) => n / b.seconds));
+    return {
+      bench: 'pipeline',
+      unit: 'records/s',
+      ours: round(oursRate, 0),
+      baseline: round(baseRate, 0),
+      ratio: round(oursRate / baseRate),
+      rssMB: round(Math.max(...ours.map((o) => o.maxRssMB)), 1),
+      baselineRssMB: round(Math.max(...base.map((b) => b.maxRssMB)), 1),
+      records: n,
+      durability: 'file sink fsync per batch group, SQLite store synchronous=FULL',
+    };
+  },
+};

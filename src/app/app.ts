@@ -1,0 +1,195 @@
+import { hostname } from 'node:os';
+import type { Clock } from '../core/clock.js';
+import { errorMessage } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { parseDuration } from '../core/units.js';
+import { createAdminServer } from '../admin/admin-server.js';
+import { Engine } from '../engine/engine.js';
+import { createLogger } from '../observability/logger.js';
+import type { Registry } from '../registry/registry.js';
+import { loadSpecFile, type LoadedSpec } from '../spec/load.js';
+import type { Store } from '../store/types.js';
+import { parseListen } from './listen.js';
+import { PublicServer } from './public-server.js';
+import { createRegistry } from './registry.js';
+import { bindServiceMetrics } from '../connectors/http/metrics.js';
+import { DEFAULT_STORE, openStore, redactUrl } from './store.js';
+import { systemClock } from '../core/clock.js';
+import { SyncMetrics } from '../sync/metrics.js';
+import { SyncService } from '../sync/service.js';
+
+export interface AppOptions {
+  readonly specFile: string;
+  /** Overrides the spec's `store`. */
+  readonly store?: string;
+  /** Overrides `admin.listen`; false turns the admin listener off. */
+  readonly admin?: string | false;
+  /** Overrides `http.listen`. */
+  readonly http?: string;
+  readonly registry?: Registry;
+  readonly logger?: Logger;
+  readonly logLevel?: string;
+  readonly clock?: Clock;
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /**
+   * Lease on claimed inbox messages: how soon a dead worker's claims return to the queue (60 s
+   * by default). On a shared store it is also the lease of leader-only sources, when shorter
+   * than their 15 s default: how soon another worker takes such a source over.
+   */
+  readonly leaseMs?: number;
+  /** How often this worker records itself in the store's workers table (`ix status`). @defaultValue 5 s */
+  readonly heartbeatMs?: number;
+}
+
+export interface App {
+  readonly loaded: LoadedSpec;
+  readonly engine: Engine;
+  readonly store: Store;
+  readonly logger: Logger;
+  readonly adminAddress: string | undefined;
+  readonly httpAddress: string | undefined;
+  /** Resolves when every flow has finished (finite sources). */
+  done(): Promise<void>;
+  /** Graceful shutdown within the spec's drain timeout. */
+  stop(): Promise<void>;
+}
+
+/** Loads a spec, opens its store, builds and starts its flows and listeners. */
+export async function startApp(options: AppOptions): Promise<App> {
+  const registry = options.registry ?? createRegistry();
+  const loaded = loadSpecFile(options.specFile, registry, options.env ? { env: options.env } : {});
+  const logger =
+    options.logger ?? createLogger({ secrets: loaded.secretValues, ...(options.logLevel ? { level: options.logLevel } : {}) });
+  const storeUrl = options.store ?? loaded.spec.store ?? DEFAULT_STORE;
+  const store = await openStore(storeUrl, loaded.baseDir, options.clock);
+  const publicServer = new PublicServer(logger.child({ component: 'http' }));
+  let engine: Engine;
+  try {
+    engine = await Engine.build({
+      loaded,
+      registry,
+      store,
+      logger,
+      http: publicServer,
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.leaseMs ? { leaseMs: options.leaseMs, sourceLeaseMs: Math.min(options.leaseMs, 15_000) } : {}),
+    });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  bindServiceMetrics(engine.metrics.registry); // service calls, retries, circuit state per endpoint in /metrics
+  let syncs: SyncService | undefined;
+  try {
+    if (loaded.spec.syncs.length > 0) {
+      syncs = new SyncService({
+        loaded,
+        registry,
+        store,
+        resources: engine.resources,
+        logger,
+        clock: options.clock ?? systemClock,
+        owner: engine.owner,
+        metrics: new SyncMetrics(engine.metrics.registry),
+        http: publicServer,
+      });
+    }
+  } catch (err) {
+    await engine.stop(0).catch(() => undefined);
+    await store.close();
+    throw err;
+  }
+  let stopping = false;
+  const adminListen = options.admin === false || !loaded.spec.admin.enabled ? undefined : (options.admin ?? loaded.spec.admin.listen);
+  const admin = adminListen
+    ? createAdminServer(
+        { live: () => true, ready: () => engine.ready && !stopping, flows: () => engine.stats() },
+        engine.metrics.registry,
+      )
+    : undefined;
+  let adminAddress: string | undefined;
+  let httpAddress: string | undefined;
+  try {
+    if (admin && adminListen) {
+      const { host, port } = parseListen(adminListen);
+      await admin.listen({ host, port });
+      const a = admin.server.address();
+      adminAddress = typeof a === 'object' && a ? `${a.address}:${a.port}` : adminListen;
+    }
+    engine.start();
+    await syncs?.start();
+    if (publicServer.hasRoutes) {
+      const { host, port } = parseListen(options.http ?? loaded.spec.http.listen);
+      httpAddress = await publicServer.listen(host, port);
+    }
+  } catch (err) {
+    await syncs?.stop().catch(() => undefined);
+    await engine.stop(0).catch(() => undefined);
+    await admin?.close().catch(() => undefined);
+    await publicServer.close().catch(() => undefined);
+    await store.close();
+    throw err;
+  }
+  const heartbeat = startHeartbeat(store, engine, logger, options.heartbeatMs ?? 5000, { spec: loaded.spec.name, admin: adminAddress, http: httpAddress });
+  logger.info(
+    { spec: loaded.file, store: redactUrl(storeUrl), flows: engine.flowNames, admin: adminAddress, http: httpAddress, worker: engine.owner },
+    'interchange started',
+  );
+
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopped ??= (async () => {
+      stopping = true;
+      const drainMs = parseDuration(loaded.spec.shutdown.drainTimeout);
+      // Refuse new requests first (503 while draining), then drain the engine.
+      await syncs?.stop();
+      await engine.stop(drainMs);
+      await heartbeat.stop();
+      await publicServer.close().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'closing the public listener failed'));
+      await admin?.close().catch(() => undefined);
+      await store.close();
+      logger.info({ flows: engine.stats() }, 'interchange stopped');
+    })();
+    return stopped;
+  };
+  return { loaded, engine, store, logger, adminAddress, httpAddress, done: () => Promise.all([engine.done(), syncs?.done()]).then(() => undefined), stop };
+}
+
+/**
+ * Records this worker in the store's workers table every `everyMs` (stores that have one:
+ * PostgreSQL), so `ix status` lists the live workers and what each holds; removes it on stop.
+ */
+function startHeartbeat(
+  store: Store,
+  engine: Engine,
+  logger: Logger,
+  everyMs: number,
+  info: Record<string, unknown>,
+): { stop(): Promise<void> } {
+  const beat = store.heartbeat?.bind(store);
+  if (!beat) return { stop: () => Promise.resolve() };
+  const [host = hostname(), pid = String(process.pid)] = engine.owner.split(':');
+  const worker = { id: engine.owner, host, pid: Number(pid) || process.pid, info: { ...info, flows: engine.flowNames } };
+  let failing = false;
+  const tick = (): void => {
+    beat(worker).then(
+      () => {
+        if (failing) logger.info({ worker: worker.id }, 'store reachable again');
+        failing = false;
+      },
+      (err: unknown) => {
+        if (!failing) logger.warn({ worker: worker.id, err: errorMessage(err) }, 'heartbeat failed; the store may be unreachable');
+        failing = true;
+      },
+    );
+  };
+  tick();
+  const timer = setInterval(tick, everyMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await store.removeWorker?.(worker.id).catch(() => undefined);
+    },
+  };
+}

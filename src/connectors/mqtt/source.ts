@@ -1,0 +1,148 @@
+import { connect, type IClientOptions, type IPublishPacket, type MqttClient, type Packet } from 'mqtt';
+import type { Source, SourceContext } from '../../core/component.js';
+import { createMessage } from '../../core/message.js';
+import { parseDuration } from '../../core/units.js';
+import { DeliveryCounter, DeliveryPump, backoffOf, childSignal, decodePayload, digestId, exceededError, redactUrl, runWithReconnect } from '../broker-kit.js';
+import type { MqttSourceConfig } from './config.js';
+
+type SendPacket = (packet: Packet, cb?: (err?: Error) => void, cbStorePut?: () => void, noStore?: boolean) => void;
+
+/**
+ * Subscribes with a persistent session. For QoS 1 and 2 the acknowledgement the broker waits
+ * for (PUBACK, PUBREC) is held back until the message's batch settled: a crash before that
+ * leaves the message in the session and the broker delivers it again on reconnect. MQTT has
+ * no negative ack, so a batch that cannot settle ends the session after `retryDelay` and the
+ * reconnect redelivers what is unacknowledged. Deliveries are counted in this process.
+ */
+export class MqttSource implements Source {
+  private client: MqttClient | undefined;
+  private pump: DeliveryPump | undefined;
+  private readonly counter = new DeliveryCounter();
+
+  constructor(private readonly c: MqttSourceConfig) {}
+
+  async run(ctx: SourceContext): Promise<void> {
+    const c = this.c;
+    const clientId = c.clientId ?? `ix-${ctx.flow}`.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64);
+    const logger = ctx.logger.child({ topics: c.topics, clientId });
+    const retryDelay = parseDuration(c.retryDelay);
+    await runWithReconnect({ signal: ctx.signal, clock: ctx.clock, logger, backoff: backoffOf(c), what: `mqtt ${redactUrl(c.url)}` }, async (healthy) => {
+      const lost = childSignal(ctx.signal);
+      const pump = new DeliveryPump(ctx, { logger });
+      this.pump = pump;
+      const opts: IClientOptions = {
+        clientId,
+        clean: c.clean,
+        protocolVersion: c.protocolVersion,
+        reconnectPeriod: 0,
+        connectTimeout: 5000,
+        ...(c.username !== undefined ? { username: c.username } : {}),
+        ...(c.password !== undefined ? { password: c.password } : {}),
+        ...(c.protocolVersion === 5 ? { properties: { sessionExpiryInterval: Math.round(parseDuration(c.sessionExpiry) / 1000) } } : {}),
+      };
+      let client: MqttClient | undefined;
+      try {
+        // handlers go in before the connection opens: a resumed session redelivers right after CONNACK
+        client = connect(c.url, opts);
+        this.client = client;
+        const cl = client;
+        const connected = new Promise<void>((resolve, reject) => {
+          cl.once('connect', () => resolve());
+          cl.once('error', reject);
+          cl.once('close', () => reject(new Error('connection closed')));
+        });
+        cl.on('error', () => undefined);
+        cl.on('close', () => lost.abort(new Error('connection closed')));
+        // hold PUBACK / PUBREC until the flow settled the message; let the client read on
+        const held = new Set<number>();
+        const send = (cl as unknown as { _sendPacket: SendPacket })._sendPacket.bind(cl);
+        (cl as unknown as { _sendPacket: SendPacket })._sendPacket = (packet, cb, cbStorePut, noStore) => {
+          const mid = (packet as { messageId?: number }).messageId;
+          if ((packet.cmd === 'puback' || packet.cmd === 'pubrec') && mid !== undefined && held.has(mid)) {
+            held.delete(mid);
+            pendingAcks.set(mid, packet);
+            cb?.();
+            return;
+          }
+          send(packet, cb, cbStorePut, noStore);
+        };
+        const pendingAcks = new Map<number, Packet>();
+        const ackNow = (mid: number): void => {
+          const p = pendingAcks.get(mid);
+          if (p && cl.connected) {
+            pendingAcks.delete(mid);
+            send(p);
+          }
+        };
+        const deliver = (topic: string, body: Buffer, packet: IPublishPacket): void => {
+          healthy();
+          const props = (packet.properties?.userProperties ?? {}) as Record<string, string | string[]>;
+          const headers: Record<string, string> = {};
+          let id: string | undefined;
+          let key: string | undefined;
+          for (const [k, v] of Object.entries(props)) {
+            const s = Array.isArray(v) ? (v[v.length - 1] as string) : v;
+            if (k === 'ix-id') id = s;
+            else if (k === 'ix-key') key = s;
+            else headers[k] = s;
+          }
+          id ??= digestId('mqtt', topic, body, String(packet.messageId ?? ''));
+          const deliveries = this.counter.hit(id, packet.dup ? 2 : 1);
+          const decoded = decodePayload(body, c.format);
+          let error = decoded.error;
+          if (error === undefined && packet.qos > 0 && deliveries > c.maxDeliveries) error = exceededError(deliveries, c.maxDeliveries);
+          const mid = packet.messageId;
+          const msgId = id;
+          pump.push({
+            message: createMessage({
+              id,
+              payload: decoded.payload,
+              headers,
+              meta: { source: 'mqtt', topic, qos: packet.qos, retain: packet.retain, dup: packet.dup, deliveries },
+              ...(key !== undefined ? { key } : {}),
+              ...(error !== undefined ? { error } : {}),
+            }),
+            ack: () => {
+              this.counter.forget(msgId);
+              if (mid !== undefined && packet.qos > 0) ackNow(mid);
+            },
+            nack: async () => {
+              if (packet.qos === 0) {
+                logger.warn({ topic }, 'mqtt: a QoS 0 message could not settle and cannot be redelivered');
+                return;
+              }
+              await ctx.clock.sleep(retryDelay).catch(() => undefined);
+              // the only way to have the broker redeliver: end the session's connection
+              lost.abort(new Error('redelivering unsettled messages'));
+            },
+          });
+        };
+        const opt = cl.options as { customHandleAcks?: (topic: string, message: Buffer, packet: IPublishPacket, done: (err: Error | number | null, code?: number) => void) => void };
+        opt.customHandleAcks = (topic, message, packet, done) => {
+          if (packet.messageId !== undefined) held.add(packet.messageId);
+          if (packet.qos === 2) deliver(topic, message, packet);
+          done(null, 0);
+        };
+        cl.on('message', (topic, message, packet) => {
+          if (packet.qos !== 2) deliver(topic, message, packet);
+        });
+        await connected;
+        const granted = await cl.subscribeAsync(c.topics, { qos: c.qos });
+        for (const g of granted) if (g.qos > 2) throw new Error(`subscription to ${g.topic} was refused (code ${g.qos})`);
+        logger.info({ qos: c.qos, clean: c.clean }, 'mqtt: subscribed');
+        await pump.pump(lost.signal);
+        if (ctx.signal.aborted) return;
+        throw lost.signal.reason instanceof Error ? lost.signal.reason : new Error('connection lost');
+      } finally {
+        this.pump = undefined;
+        this.client = undefined;
+        await client?.endAsync(true).catch(() => undefined);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    this.pump?.abandonPending();
+    await this.client?.endAsync(true).catch(() => undefined);
+  }
+}

@@ -1,0 +1,147 @@
+import { randomUUID } from 'node:crypto';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMessage } from '../../core/message.js';
+import { serviceAvailable } from '../../testing/services.js';
+import { sinkContract, testSinkContext, type ReadBack } from '../../testing/sink-contract.js';
+import { sourceContract } from '../../testing/source-contract.js';
+import { TestSourceContext } from '../../testing/test-source-context.js';
+import { withDefaults } from '../broker-kit.js';
+import { NatsSinkConfig, NatsSourceConfig } from './config.js';
+import { NatsSink } from './sink.js';
+import { NatsSource } from './source.js';
+
+const up = serviceAvailable('nats');
+const uid = (): string => `ix_test_${randomUUID().slice(0, 8)}`;
+
+describe.skipIf(!up)('nats', () => {
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+  beforeAll(async () => {
+    nc = await connect({ servers: '127.0.0.1:4222' });
+    jsm = await jetstreamManager(nc);
+  });
+  afterAll(async () => {
+    await nc?.close();
+  });
+
+  async function readStream(stream: string): Promise<ReadBack[]> {
+    const info = await jsm.streams.info(stream);
+    const out: ReadBack[] = [];
+    const js = jetstream(nc);
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+      const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+      if (!m) continue;
+      const h: Record<string, string> = {};
+      for (const k of m.header?.keys() ?? []) h[k] = m.header.get(k);
+      out.push({ id: h['Nats-Msg-Id'] as string, key: h['ix-key'] as string, headers: h, payload: JSON.parse(new TextDecoder().decode(m.data)), destination: m.subject });
+    }
+    void js;
+    return out;
+  }
+
+  sourceContract(
+    'nats-jetstream',
+    async () => {
+      const name = uid();
+      await jsm.streams.add({ name, subjects: [`${name}.>`] });
+      const js = jetstream(nc);
+      return {
+        createSource: (o) =>
+          new NatsSource(
+            withDefaults(NatsSourceConfig, {
+              servers: o.via ?? '127.0.0.1:4222',
+              subject: `${name}.>`,
+              jetstream: { stream: name, durable: 'ix', ackWait: '2s' },
+              maxDeliveries: o.maxDeliveries,
+              retryDelay: o.retryDelay,
+              reconnect: { initial: 100, max: 1000 },
+            }),
+          ),
+        publish: async (recs) => {
+          await Promise.all(
+            recs.map((r) => {
+              const h = headers();
+              for (const [k, v] of Object.entries(r.headers ?? {})) h.set(k, v);
+              if (r.key) h.set('ix-key', r.key);
+              return js.publish(`${name}.${r.payload['region'] as string}`, JSON.stringify(r.payload), { headers: h, msgID: `m-${name}-${r.n}` });
+            }),
+          );
+        },
+        publishRaw: async (body) => {
+          await js.publish(`${name}.raw`, body);
+        },
+        cleanup: async () => {
+          await jsm.streams.delete(name).catch(() => undefined);
+        },
+      };
+    },
+    { redelivers: true, brokerAddress: '127.0.0.1:4222', redeliveryTimeoutMs: 2000 },
+  );
+
+  sourceContract(
+    'nats-core',
+    async () => {
+      const name = uid();
+      return {
+        createSource: () => new NatsSource(withDefaults(NatsSourceConfig, { subject: `${name}.*` })),
+        publish: async (recs) => {
+          for (const r of recs) {
+            const h = headers();
+            for (const [k, v] of Object.entries(r.headers ?? {})) h.set(k, v);
+            nc.publish(`${name}.${r.payload['region'] as string}`, JSON.stringify(r.payload), { headers: h });
+          }
+          await nc.flush();
+        },
+        publishRaw: async (body) => {
+          nc.publish(`${name}.raw`, body);
+          await nc.flush();
+        },
+        cleanup: async () => undefined,
+      };
+    },
+    { redelivers: false, warmupMs: 300 },
+  );
+
+  let sinkStream = '';
+  sinkContract(
+    'nats-jetstream',
+    async () => {
+      sinkStream = uid();
+      await jsm.streams.add({ name: sinkStream, subjects: [`${sinkStream}.>`] });
+      return {
+        createSink: () => new NatsSink(withDefaults(NatsSinkConfig, { subject: `${sinkStream}.out`, jetstream: true })),
+        read: () => readStream(sinkStream),
+        cleanup: async () => {
+          await jsm.streams.delete(sinkStream).catch(() => undefined);
+        },
+      };
+    },
+    { keepsIds: true, keepsHeaders: true, dedupes: true },
+  );
+
+  it('routes to templated and header-picked subjects; a wildcard core subscription sees them', async () => {
+    const base = uid();
+    const ctx = new TestSourceContext();
+    const src = new NatsSource(withDefaults(NatsSourceConfig, { subject: `${base}.>` }));
+    const done = src.run(ctx);
+    await new Promise((r) => setTimeout(r, 300));
+    const sink = new NatsSink(withDefaults(NatsSinkConfig, { subject: `${base}.orders.\${region}`, routes: [{ when: { priority: 'high' }, to: `${base}.urgent` }] }));
+    await sink.write(
+      [
+        createMessage({ id: 'a', payload: { region: 'eu' }, key: 'k1' }),
+        createMessage({ id: 'b', payload: { region: 'us' } }),
+        createMessage({ id: 'c', payload: { region: 'eu' }, headers: { priority: 'high' } }),
+      ],
+      testSinkContext(),
+    );
+    await ctx.waitFor(() => ctx.delivered.size >= 3, 5000);
+    const bySubject = Object.fromEntries([...ctx.delivered.values()].map((m) => [m.id, m.meta['subject']]));
+    expect(bySubject).toEqual({ a: `${base}.orders.eu`, b: `${base}.orders.us`, c: `${base}.urgent` });
+    expect(ctx.delivered.get('a')?.key).toBe('k1');
+    await sink.close();
+    ctx.stop();
+    await done;
+  });
+});

@@ -1,0 +1,38 @@
+import { Redis } from 'ioredis';
+
+/**
+ * A client that does not reconnect or queue on its own: a lost connection fails the commands
+ * in flight, and the connector's own loop reconnects with backoff (sources) or the engine
+ * retries the write (sinks).
+ */
+export function connectRedis(url: string, name: string): Redis {
+  return new Redis(url, {
+    lazyConnect: true,
+    connectionName: name,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+    connectTimeout: 5000,
+  });
+}
+
+/** A client for sinks and steps: reconnects itself, fails a command after one retry. */
+export function sharedRedis(url: string, name: string): Redis {
+  return new Redis(url, {
+    lazyConnect: true,
+    connectionName: name,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: true,
+    retryStrategy: (times) => Math.min(50 * 2 ** times, 2000),
+    connectTimeout: 5000,
+  });
+}
+
+/** Flat [field, value, field, value] (as buffers) → a map with string field names. */
+export function fieldMap(flat: Buffer[]): Map<string, Buffer> {
+  const m = new Map<string, Buffer>();
+  for (let i = 0; i + 1 < flat.length; i += 2) m.set((flat[i] as Buffer).toString('utf8'), flat[i + 1] as Buffer);
+  return m;
+}
+
+export type StreamEntry = [Buffer, Buffer[] | null];

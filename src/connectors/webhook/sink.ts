@@ -1,0 +1,532 @@
+import { randomBytes } from 'node:crypto';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { Clock } from '../../core/clock.js';
+import type { ComponentContext, ComponentStore, Sink, SinkContext } from '../../core/component.js';
+import type { DeliveryAttemptInput, DurableQueueItem, DurableStore } from '../../core/durable.js';
+import { IxError, errorMessage } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { toStored, type Message, type StoredMessage } from '../../core/message.js';
+import { parseDuration, parseRate, parseSize } from '../../core/units.js';
+import { CircuitBreaker, DEFAULT_SCHEDULE, parseRetryAfter, RateLimiter, RETRY_AFTER_STATUSES, scheduledDelay } from './schedule.js';
+import type { WebhookSinkConfig } from './spec.js';
+import { SsrfGuard } from './ssrf.js';
+import { createSigner, type Signer } from './verify.js';
+
+/** Resolved settings of one webhook sink. */
+export interface WebhookSinkSettings {
+  readonly url: URL;
+  readonly method: 'POST' | 'PUT' | 'PATCH';
+  readonly headers: Record<string, string>;
+  readonly signer: Signer;
+  readonly scheduleMs: readonly number[];
+  readonly jitter: number;
+  readonly timeoutMs: number;
+  readonly maxRetryAfterMs: number;
+  readonly concurrency: number;
+  readonly rateLimit: ReturnType<typeof parseRate> | undefined;
+  readonly breaker: { readonly failures: number; readonly halfOpenAfterMs: number };
+  readonly fifo: boolean;
+  readonly guard: SsrfGuard;
+  readonly excerptBytes: number;
+  readonly dedupeWindowMs: number;
+  readonly keepAttemptsMs: number;
+}
+
+/** How often attempts older than `keepAttempts` are purged: a tenth of it, between 1 min and 1 h. */
+export function purgeEvery(keepAttemptsMs: number): number {
+  return Math.min(3_600_000, Math.max(60_000, Math.floor(keepAttemptsMs / 10)));
+}
+
+const dur = (v: unknown, d: string): number => parseDuration((v as string | number | undefined) ?? d);
+
+export function resolveSinkSettings(config: WebhookSinkConfig): WebhookSinkSettings {
+  const url = new URL(config.url);
+  const guard = new SsrfGuard({ allowPrivateNetworks: config.allowPrivateNetworks ?? false, allow: config.allowNetworks ?? [] });
+  const refused = guard.checkUrl(url);
+  if (refused) throw new IxError('IX_WEBHOOK_SSRF', { url: url.origin, detail: refused });
+  const sign = config.sign ?? { scheme: 'standard-webhooks' as const };
+  const scheme = sign.scheme ?? 'standard-webhooks';
+  return {
+    url,
+    method: config.method ?? 'POST',
+    headers: config.headers ?? {},
+    signer: createSigner({
+      scheme,
+      ...(sign.secret !== undefined ? { secret: sign.secret } : {}),
+      ...(sign.algorithm ? { algorithm: sign.algorithm } : {}),
+      ...(sign.header ? { header: sign.header } : {}),
+      ...(sign.encoding ? { encoding: sign.encoding } : {}),
+      ...(sign.prefix !== undefined ? { prefix: sign.prefix } : {}),
+    }),
+    scheduleMs: ((config.schedule as (string | number)[] | undefined) ?? DEFAULT_SCHEDULE).map((d) => parseDuration(d)),
+    jitter: config.jitter ?? 0.1,
+    timeoutMs: dur(config.timeout, '15s'),
+    maxRetryAfterMs: dur(config.maxRetryAfter, '24h'),
+    concurrency: config.concurrency ?? 16,
+    rateLimit: config.rateLimit ? parseRate(config.rateLimit as string) : undefined,
+    breaker: {
+      failures: config.circuitBreaker?.failures ?? 5,
+      halfOpenAfterMs: dur(config.circuitBreaker?.halfOpenAfter, '30s'),
+    },
+    fifo: config.fifo ?? false,
+    guard,
+    excerptBytes: parseSize((config.responseExcerpt as string | number | undefined) ?? '1KiB'),
+    dedupeWindowMs: dur(config.dedupeWindow, '24h'),
+    keepAttemptsMs: dur(config.keepAttempts, '30d'),
+  };
+}
+
+interface AttemptResult {
+  status?: number;
+  error?: string;
+  excerpt?: string;
+  retryAfterMs?: number;
+  /** A refusal no retry can fix (SSRF guard). */
+  permanent?: boolean;
+  latencyMs: number;
+}
+
+interface FifoBlock {
+  /** The message holding the key. */
+  readonly id: string;
+  /** When it is next tried. */
+  readonly until: number;
+}
+
+/** Waits for a batch of store writes to be flushed together (group commit). */
+class Settler {
+  private completes: string[] = [];
+  private attempts: DeliveryAttemptInput[] = [];
+  private waiters: (() => void)[] = [];
+  private failers: ((e: unknown) => void)[] = [];
+  private flushing: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: DurableStore,
+    private readonly queue: string,
+    private readonly owner: string,
+  ) {}
+
+  delivered(id: string, attempt: DeliveryAttemptInput): Promise<void> {
+    this.completes.push(id);
+    this.attempts.push(attempt);
+    return this.wait();
+  }
+
+  record(attempt: DeliveryAttemptInput): Promise<void> {
+    this.attempts.push(attempt);
+    return this.wait();
+  }
+
+  private wait(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push(resolve);
+      this.failers.push(reject);
+      if (!this.flushing) this.flushing = this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    try {
+      while (this.waiters.length > 0) {
+        await new Promise<void>((r) => setImmediate(r));
+        const completes = this.completes;
+        const attempts = this.attempts;
+        const waiters = this.waiters;
+        const failers = this.failers;
+        this.completes = [];
+        this.attempts = [];
+        this.waiters = [];
+        this.failers = [];
+        try {
+          if (completes.length > 0) await this.store.complete(this.queue, this.owner, completes);
+          if (attempts.length > 0) await this.store.recordDeliveryAttempts(attempts);
+          for (const w of waiters) w();
+        } catch (err) {
+          for (const f of failers) f(err);
+        }
+      }
+    } finally {
+      this.flushing = undefined;
+    }
+  }
+}
+
+/**
+ * The `webhook` sink. `write` is a durable enqueue into the sink's outbox (a store queue): once
+ * it resolves, the delivery survives a crash. A delivery worker owned by the sink claims due
+ * messages, signs and POSTs them, and follows the retry schedule through the store (so attempts
+ * due while the process was down run at start). Exhausted → dead letter with the reason and
+ * this outbox as its replay queue, so `ix dlq replay` sends it again. Every attempt is recorded.
+ */
+export class WebhookSink implements Sink {
+  readonly queue: string;
+  private readonly owner: string;
+  private readonly store: ComponentStore;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly flow: string;
+  private readonly dispatcher: Dispatcher;
+  private readonly breaker: CircuitBreaker;
+  private readonly limiter: RateLimiter | undefined;
+  private readonly settler: Settler;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly requests = new Set<AbortController>();
+  private readonly stop = new AbortController();
+  private wakeController = new AbortController();
+  private stoppedPromise: Promise<void> | undefined;
+  private disabled: { at: number } | undefined;
+  private fifoBlocks = new Map<string, FifoBlock>();
+  private readonly loop: Promise<void>;
+  /** When the attempt history is next purged (at start, then every `purgeEvery`). */
+  private nextPurgeAt = 0;
+  private readonly random: () => number;
+  /** Counts by outcome since start (for metrics and tests). */
+  readonly counts = { delivered: 0, retried: 0, deadLettered: 0, deduplicated: 0 };
+
+  constructor(
+    private readonly s: WebhookSinkSettings,
+    ctx: ComponentContext,
+    options: { readonly random?: () => number; readonly pollMs?: number } = {},
+  ) {
+    if (!ctx.store) throw new IxError('IX_WEBHOOK_NO_STORE', { slot: 'sink' });
+    this.store = ctx.store;
+    this.clock = ctx.clock;
+    this.logger = ctx.logger.child({ sink: ctx.name, endpoint: s.url.origin });
+    this.flow = ctx.flow;
+    this.queue = `outbox:${ctx.flow}:${ctx.name}`;
+    this.owner = `${this.queue}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    this.random = options.random ?? Math.random;
+    this.dispatcher = new Agent({
+      connect: { lookup: s.guard.lookup, timeout: s.timeoutMs },
+      connections: Math.max(s.concurrency, 1),
+      headersTimeout: s.timeoutMs,
+      bodyTimeout: s.timeoutMs,
+      keepAliveTimeout: 10_000,
+    });
+    this.breaker = new CircuitBreaker(ctx.clock, s.breaker.failures, s.breaker.halfOpenAfterMs);
+    this.limiter = s.rateLimit ? new RateLimiter(ctx.clock, s.rateLimit) : undefined;
+    this.settler = new Settler(this.store, this.queue, this.owner);
+    this.loop = this.run(options.pollMs ?? 1000);
+  }
+
+  /** Keeps this outbox's attempt history within `keepAttempts`. */
+  private async purgeAttempts(now: number): Promise<void> {
+    this.nextPurgeAt = now + purgeEvery(this.s.keepAttemptsMs);
+    try {
+      const purged = await this.store.purgeDeliveryAttempts(now - this.s.keepAttemptsMs, this.queue);
+      if (purged > 0) this.logger.debug({ purged }, 'purged old delivery attempts');
+    } catch (err) {
+      this.logger.warn({ err: errorMessage(err) }, 'purging old delivery attempts failed; retrying later');
+    }
+  }
+
+  private get leaseMs(): number {
+    return this.s.timeoutMs + 10_000;
+  }
+
+  async write(batch: Message[], _ctx?: SinkContext): Promise<void> {
+    if (batch.length === 0) return;
+    const first = this.s.scheduleMs[0] ?? 0;
+    const availableAt = first > 0 ? this.clock.now() + first : undefined;
+    // One durable transaction: the outbox entry, and the id remembered for the dedupe window,
+    // so a message the flow sends again (at-least-once upstream) is not delivered twice.
+    const r = await this.store.enqueue(
+      this.queue,
+      batch.map((m) => ({ message: toStored(m), ...(availableAt !== undefined ? { availableAt } : {}) })),
+      { dedupeTtlMs: this.s.dedupeWindowMs },
+    );
+    this.counts.deduplicated += batch.length - r.inserted;
+    if (r.inserted > 0) this.wake();
+  }
+
+  /** Stops the worker; in-flight attempts are abandoned and their messages released (not counted). */
+  async close(): Promise<void> {
+    if (this.stop.signal.aborted) return;
+    this.stop.abort();
+    this.wakeController.abort();
+    for (const c of this.requests) c.abort();
+    await this.loop;
+    await Promise.allSettled([...this.inFlight]);
+    await this.dispatcher.close();
+  }
+
+  /** Resolves once nothing is in flight (tests). */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+
+  private wake(): void {
+    this.wakeController.abort();
+  }
+
+  /** Sleeps until `ms` passed, `wake()` was called since the tick began, or the sink stops. */
+  private async sleep(ms: number): Promise<void> {
+    try {
+      // close() aborts the wake controller too
+      await this.clock.sleep(Math.max(0, ms), this.wakeController.signal);
+    } catch {
+      // woken early: there is new work, or we are stopping
+    }
+  }
+
+  private async loadState(): Promise<void> {
+    const d = await this.store.getCheckpoint(`${this.queue}:disabled:${this.s.url.href}`);
+    if (d) this.disabled = JSON.parse(d) as { at: number };
+    if (this.s.fifo) {
+      const f = await this.store.getCheckpoint(`${this.queue}:fifo`);
+      if (f) this.fifoBlocks = new Map(Object.entries(JSON.parse(f) as Record<string, FifoBlock>));
+    }
+  }
+
+  private async run(pollMs: number): Promise<void> {
+    try {
+      await this.loadState();
+    } catch (err) {
+      this.logger.error({ err: errorMessage(err) }, 'webhook sink could not read its state');
+    }
+    while (!this.stop.signal.aborted) {
+      try {
+        await this.tick(pollMs);
+      } catch (err) {
+        this.logger.error({ err: errorMessage(err) }, 'webhook delivery worker error; retrying');
+        await this.sleep(1000);
+      }
+    }
+  }
+
+  private async tick(pollMs: number): Promise<void> {
+    // A woken sleep leaves the controller aborted; a fresh one for the next wait.
+    if (this.wakeController.signal.aborted) this.wakeController = new AbortController();
+    if (this.stop.signal.aborted) return;
+    if (this.clock.now() >= this.nextPurgeAt) await this.purgeAttempts(this.clock.now());
+    const state = this.breaker.state();
+    if (state === 'open') {
+      await this.sleep(this.breaker.retryAt() - this.clock.now());
+      return;
+    }
+    const room = state === 'half-open' ? (this.inFlight.size === 0 ? 1 : 0) : this.s.concurrency - this.inFlight.size;
+    // Claim in batches: while deliveries are in flight, wait until half of the slots are free.
+    if (room <= 0 || (this.inFlight.size > 0 && room < Math.ceil(this.s.concurrency / 2))) {
+      await Promise.race([...this.inFlight, this.stopped()]);
+      return;
+    }
+    const items = await this.store.claim(this.queue, this.owner, { limit: room, leaseMs: this.leaseMs });
+    if (items.length === 0) {
+      if (this.inFlight.size > 0) {
+        await Promise.race([...this.inFlight, this.woken(), this.stopped()]);
+        return;
+      }
+      const next = await this.store.nextAvailableAt(this.queue);
+      const now = this.clock.now();
+      await this.sleep(next === undefined ? pollMs : Math.min(pollMs, Math.max(0, next - now)));
+      return;
+    }
+    if (state === 'half-open' && !this.breaker.tryTrial()) {
+      await this.store.release(this.queue, this.owner, items.map((i) => i.message.id));
+      return;
+    }
+    for (const chain of this.chains(items)) this.track(this.runChain(chain));
+  }
+
+  private stopped(): Promise<void> {
+    this.stoppedPromise ??= new Promise<void>((r) => {
+      if (this.stop.signal.aborted) r();
+      else this.stop.signal.addEventListener('abort', () => r(), { once: true });
+    });
+    return this.stoppedPromise;
+  }
+
+  private woken(): Promise<void> {
+    const signal = this.wakeController.signal;
+    return new Promise<void>((r) => {
+      if (signal.aborted) r();
+      else signal.addEventListener('abort', () => r(), { once: true });
+    });
+  }
+
+  private track(p: Promise<void>): void {
+    const t = p.catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'webhook delivery failed unexpectedly')).finally(() => this.inFlight.delete(t));
+    this.inFlight.add(t);
+  }
+
+  /** Without FIFO each message is its own chain; with FIFO, messages of one key run in order. */
+  private chains(items: DurableQueueItem[]): DurableQueueItem[][] {
+    if (!this.s.fifo) return items.map((i) => [i]);
+    const byKey = new Map<string, DurableQueueItem[]>();
+    const out: DurableQueueItem[][] = [];
+    for (const item of items) {
+      const key = item.message.key;
+      if (key === undefined) {
+        out.push([item]);
+        continue;
+      }
+      const c = byKey.get(key);
+      if (c) c.push(item);
+      else {
+        const chain = [item];
+        byKey.set(key, chain);
+        out.push(chain);
+      }
+    }
+    return out;
+  }
+
+  private async runChain(chain: DurableQueueItem[]): Promise<void> {
+    for (let i = 0; i < chain.length; i++) {
+      const item = chain[i] as DurableQueueItem;
+      const key = item.message.key;
+      const block = this.s.fifo && key !== undefined ? this.fifoBlocks.get(key) : undefined;
+      if (block && block.id !== item.message.id) {
+        // An earlier message of this key waits for a retry: this one waits behind it.
+        for (const later of chain.slice(i)) {
+          await this.store.retry(this.queue, this.owner, later.message.id, { availableAt: block.until + 1, countAttempt: false });
+        }
+        return;
+      }
+      const ok = await this.deliver(item);
+      if (!ok && this.s.fifo && key !== undefined && this.fifoBlocks.has(key)) {
+        const b = this.fifoBlocks.get(key) as FifoBlock;
+        for (const later of chain.slice(i + 1)) {
+          await this.store.retry(this.queue, this.owner, later.message.id, { availableAt: b.until + 1, countAttempt: false });
+        }
+        return;
+      }
+    }
+  }
+
+  private async setFifoBlock(key: string, block: FifoBlock | undefined): Promise<void> {
+    if (block) this.fifoBlocks.set(key, block);
+    else if (!this.fifoBlocks.delete(key)) return;
+    await this.store.setCheckpoint(`${this.queue}:fifo`, JSON.stringify(Object.fromEntries(this.fifoBlocks)));
+  }
+
+  /** One attempt; true when delivered. */
+  private async deliver(item: DurableQueueItem): Promise<boolean> {
+    const msg = item.message;
+    const attempt = item.attempts + 1;
+    if (this.limiter) await this.limiter.take(this.stop.signal).catch(() => undefined);
+    if (this.stop.signal.aborted) {
+      await this.store.release(this.queue, this.owner, [msg.id]);
+      return false;
+    }
+    const at = this.clock.now();
+    const base = { flow: this.flow, outbox: this.queue, messageId: msg.id, attempt, url: this.s.url.href, at };
+    if (this.disabled) {
+      const reason = new IxError('IX_WEBHOOK_DISABLED', { url: this.s.url.origin, at: new Date(this.disabled.at).toISOString() }).message;
+      await this.deadLetter(item, reason, attempt - 1);
+      await this.settler.record({ ...base, latencyMs: 0, outcome: 'disabled', error: reason });
+      return false;
+    }
+
+    const r = await this.attempt(msg);
+    if (r === undefined) {
+      // stopping: abandoned, not counted
+      await this.store.release(this.queue, this.owner, [msg.id]);
+      return false;
+    }
+    const status = r.status;
+    const common = {
+      ...base,
+      latencyMs: r.latencyMs,
+      ...(status !== undefined ? { status } : {}),
+      ...(r.excerpt !== undefined ? { responseExcerpt: r.excerpt } : {}),
+      ...(r.error !== undefined ? { error: r.error } : {}),
+    };
+
+    if (status !== undefined && status >= 200 && status < 300) {
+      this.breaker.success();
+      this.counts.delivered++;
+      await this.settler.delivered(msg.id, { ...common, outcome: 'delivered' });
+      if (this.s.fifo && msg.key !== undefined && this.fifoBlocks.get(msg.key)?.id === msg.id) await this.setFifoBlock(msg.key, undefined);
+      return true;
+    }
+
+    const reason = status !== undefined ? `HTTP ${status}${r.excerpt ? `: ${r.excerpt.slice(0, 200)}` : ''}` : (r.error ?? 'no answer');
+    if (status === 410) {
+      this.disabled = { at };
+      await this.store.setCheckpoint(`${this.queue}:disabled:${this.s.url.href}`, JSON.stringify(this.disabled));
+      this.logger.warn({ url: this.s.url.origin }, 'endpoint answered 410 Gone: disabled; its deliveries are dead-lettered');
+      await this.deadLetter(item, `endpoint answered 410 Gone and is disabled`, attempt);
+      await this.settler.record({ ...common, outcome: 'disabled' });
+      return false;
+    }
+    if (status === undefined || status >= 500 || status === 429 || status === 408) this.breaker.failure();
+    else this.breaker.success(); // the endpoint is up; this message is the problem
+
+    const delay = r.permanent ? undefined : scheduledDelay(this.s.scheduleMs, attempt, this.s.jitter, this.random);
+    if (delay === undefined) {
+      await this.deadLetter(item, r.permanent ? reason : `gave up after ${attempt} attempts; last: ${reason}`, attempt);
+      await this.settler.record({ ...common, outcome: 'dead-letter' });
+      return false;
+    }
+    let wait = delay;
+    if (status !== undefined && RETRY_AFTER_STATUSES.has(status) && r.retryAfterMs !== undefined) wait = Math.min(r.retryAfterMs, this.s.maxRetryAfterMs);
+    const nextAt = this.clock.now() + wait;
+    this.counts.retried++;
+    await this.settler.record({ ...common, outcome: 'retry', nextAt });
+    await this.store.retry(this.queue, this.owner, msg.id, { availableAt: nextAt, error: reason });
+    if (this.s.fifo && msg.key !== undefined) await this.setFifoBlock(msg.key, { id: msg.id, until: nextAt });
+    return false;
+  }
+
+  private async deadLetter(item: DurableQueueItem, reason: string, attempts: number): Promise<void> {
+    await this.store.deadLetter([{ flow: this.flow, message: item.message, stage: 'sink:webhook', reason, attempts, replayQueue: this.queue }]);
+    await this.store.complete(this.queue, this.owner, [item.message.id]);
+    this.counts.deadLettered++;
+    this.logger.warn({ id: item.message.id, reason }, 'webhook dead-lettered');
+    const key = item.message.key;
+    if (this.s.fifo && key !== undefined && this.fifoBlocks.get(key)?.id === item.message.id) await this.setFifoBlock(key, undefined);
+  }
+
+  /** Sends one signed request; undefined when abandoned because the sink is stopping. */
+  private async attempt(msg: StoredMessage): Promise<AttemptResult | undefined> {
+    const body = Buffer.from(typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload ?? null));
+    const headers: Record<string, string> = {
+      'content-type': typeof msg.payload === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
+      'user-agent': 'Interchange-Webhooks/1',
+      ...this.s.headers,
+      ...this.s.signer(msg.id, body, this.clock.now()),
+    };
+    const controller = new AbortController();
+    this.requests.add(controller);
+    const timer = setTimeout(() => controller.abort(new Error(`timed out after ${this.s.timeoutMs} ms`)), this.s.timeoutMs);
+    const started = performance.now();
+    try {
+      const res = await request(this.s.url, { method: this.s.method, headers, body, dispatcher: this.dispatcher, signal: controller.signal });
+      const excerpt = await readExcerpt(res.body, this.s.excerptBytes);
+      const out: AttemptResult = { status: res.statusCode, latencyMs: performance.now() - started };
+      if (excerpt !== '') out.excerpt = excerpt;
+      const ra = parseRetryAfter(res.headers['retry-after'], Date.now());
+      if (ra !== undefined) out.retryAfterMs = ra;
+      return out;
+    } catch (err) {
+      if (this.stop.signal.aborted) return undefined;
+      const e = err as { code?: string; cause?: { code?: string; message?: string } };
+      const refused = e.code === 'IX_SSRF_REFUSED' || e.cause?.code === 'IX_SSRF_REFUSED';
+      const text = refused
+        ? new IxError('IX_WEBHOOK_SSRF', { url: this.s.url.origin, detail: errorMessage(e.cause ?? err).replace(/^SSRF guard refused [^:]+: /, '') }).message
+        : controller.signal.aborted
+          ? `timed out after ${this.s.timeoutMs} ms`
+          : `${e.code ?? e.cause?.code ?? 'network error'}: ${errorMessage(err)}`;
+      return { error: text, latencyMs: performance.now() - started, ...(refused ? { permanent: true } : {}) };
+    } finally {
+      clearTimeout(timer);
+      this.requests.delete(controller);
+    }
+  }
+}
+
+async function readExcerpt(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    size += chunk.length;
+    if (size >= limit) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
+}

@@ -1,0 +1,76 @@
+import type { PersistOptions, PersistResult } from '../core/component.js';
+import { toStored, type Message } from '../core/message.js';
+import type { Store } from '../store/types.js';
+
+interface Pending {
+  readonly queue: string;
+  readonly batch: Message[];
+  readonly ttlMs: number;
+  resolve(r: PersistResult): void;
+  reject(e: unknown): void;
+}
+
+/**
+ * Group commit for push sources: persist calls made in the same turn of the event loop share
+ * one store transaction (one fsync), and each caller learns its own accepted / duplicate counts.
+ */
+export class Persister {
+  private pending: Pending[] = [];
+  private scheduled = false;
+  private readonly listeners = new Map<string, () => void>();
+
+  /**
+   * @param dedupeTtlMs how long a persisted id is remembered: a sender's retry of an id seen
+   * in this window is answered as a duplicate and not processed again. @defaultValue 24 h
+   */
+  constructor(
+    private readonly store: Store,
+    private readonly dedupeTtlMs = 86_400_000,
+  ) {}
+
+  /** Called after a queue received new messages (wakes its pump at once). */
+  onEnqueued(queue: string, listener: () => void): void {
+    this.listeners.set(queue, listener);
+  }
+
+  persist(queue: string, batch: Message[], options: PersistOptions = {}): Promise<PersistResult> {
+    const ttlMs = options.dedupeTtlMs ?? this.dedupeTtlMs;
+    return new Promise((resolve, reject) => {
+      this.pending.push({ queue, batch, ttlMs, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.scheduled = false;
+    const work = this.pending;
+    this.pending = [];
+    const byQueue = new Map<string, Pending[]>();
+    for (const p of work) {
+      const k = `${p.ttlMs} ${p.queue}`;
+      const list = byQueue.get(k);
+      if (list) list.push(p);
+      else byQueue.set(k, [p]);
+    }
+    for (const list of byQueue.values()) {
+      const { queue, ttlMs } = list[0] as Pending;
+      try {
+        const items = list.flatMap((p) => p.batch.map((m) => ({ message: toStored(m) })));
+        const r = await this.store.enqueue(queue, items, { dedupeTtlMs: ttlMs });
+        let at = 0;
+        for (const p of list) {
+          const persisted = r.insertedFlags.slice(at, at + p.batch.length);
+          at += p.batch.length;
+          const accepted = persisted.filter(Boolean).length;
+          p.resolve({ accepted, duplicates: p.batch.length - accepted, persisted });
+        }
+        if (r.inserted > 0) this.listeners.get(queue)?.();
+      } catch (err) {
+        for (const p of list) p.reject(err);
+      }
+    }
+  }
+}

@@ -1,0 +1,22 @@
+import { Type, type SchemaOptions, type TInteger, type TString, type TUnion } from '@sinclair/typebox';
+
+/** Schema builders for values the spec writes in human units; parse them with core/units. */
+
+export const DurationType = (options: SchemaOptions = {}): TUnion<[TString, TInteger]> =>
+  Type.Union([Type.String({ pattern: '^\\s*(\\d+(\\.\\d+)?(ms|sec|min|s|m|h|d))+\\s*$|^\\d+$' }), Type.Integer({ minimum: 0 })], {
+    description: 'A duration: 200ms, 5s, 5m, 2h, 1d, or milliseconds as a number.',
+    ...options,
+  });
+
+export const SizeType = (options: SchemaOptions = {}): TUnion<[TString, TInteger]> =>
+  Type.Union([Type.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*([kKmMgG]i?[bB]?|[bB])?\\s*$' }), Type.Integer({ minimum: 0 })], {
+    description: 'A size: 512KiB, 1MiB, 10MB, or bytes as a number.',
+    ...options,
+  });
+
+export const RateType = (options: SchemaOptions = {}): TString =>
+  Type.String({
+    pattern: '^\\s*\\d+(\\.\\d+)?\\s*/\\s*(\\d+(\\.\\d+)?)?\\s*(ms|s|sec|second|m|min|minute|h|hour|d|day)\\s*$',
+    description: 'A rate: 100/min, 20/s, 1000/hour.',
+    ...options,
+  });
