@@ -70,6 +70,23 @@ function versionGreater(a: unknown, b: unknown): boolean {
   return greaterAsStored(a, b);
 }
 
+/**
+ * The items of a batch without those a later delete of the same key overrides, keeping
+ * batch order: `[upsert k, delete k]` is a delete, `[delete k, upsert k]` a delete and then
+ * the upsert.
+ */
+export function supersededByDeletes(items: readonly TargetItem[]): readonly TargetItem[] {
+  const lastDelete = new Map<string, number>();
+  items.forEach((it, i) => {
+    if (it.del) lastDelete.set(it.key, i);
+  });
+  if (lastDelete.size === 0) return items;
+  return items.filter((it, i) => {
+    const d = lastDelete.get(it.key);
+    return d === undefined || i >= d;
+  });
+}
+
 export class SyncTarget {
   private cols: Set<string> | undefined;
   private readonly predicate: ConflictPredicate | undefined;
@@ -149,8 +166,10 @@ export class SyncTarget {
     const r: ApplyResult = { written: 0, deleted: 0, unchanged: 0, conflicts: 0, keptTarget: 0, failed: new Map(), applied: [] };
     if (items.length === 0 && staged.length === 0) return r;
     const staging = staged.length > 0;
-    const dels = items.filter((i) => i.del);
-    let rows = items.filter((i) => !i.del);
+    // Deletes run before the upserts: what came before a key's last delete in the batch is void.
+    const live = supersededByDeletes(items);
+    const dels = live.filter((i) => i.del);
+    let rows = live.filter((i) => !i.del);
     if (this.o.write === 'upsert') rows = this.dedupe(rows);
     try {
       // One statement alone needs no explicit transaction (one round trip instead of three).
