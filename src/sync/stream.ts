@@ -198,9 +198,13 @@ export class StreamRunner {
       if (!run.sweeping) await this.readAll(run, state, o.signal);
       if (o.signal.aborted) return { stream: s.name, status: 'stopped', stats: run.stats, checkpoint: run.position };
       if (run.staged) {
-        run.sweeping = true;
-        await this.save({ ...state, run });
-        run.stats.vanished += await target.sweep();
+        const r = run;
+        // In turn with event batches: an event batch either staged its keys before the sweep or runs after it.
+        r.stats.vanished += await this.serially(async () => {
+          r.sweeping = true;
+          await this.save({ ...state, run: r });
+          return target.sweep();
+        });
         this.env.metrics?.records.inc({ job: this.env.job.name, stream: s.name, outcome: 'vanished' }, run.stats.vanished);
       }
       const cursor = this.finalCursor(run, state);
@@ -306,8 +310,9 @@ export class StreamRunner {
     }
     const res = await this.serially(async () => {
       // A copy that meets events: keys deleted by an event since the copy began are not copied back.
+      // Staged all the same: the key was at the source when the copy read it (no vanished sweep).
       const copy = this.deletedScope && run.kind === 'full' ? await this.dropDeleted(items) : items;
-      return this.write(copy, run.staged);
+      return this.write(copy, run.staged ? items : []);
     });
     await this.deadLetter(batch.records, bad, res);
     this.count(run.stats, batch.records.length, res, bad.size);
@@ -381,7 +386,7 @@ export class StreamRunner {
    * among them did not change on its own (no conflict); a record whose version the sync itself
    * wrote into its source is the echo of a two-way sync and is not applied back.
    */
-  private async write(items: TargetItem[], staged: boolean): Promise<ApplyResult> {
+  private async write(items: TargetItem[], stage: readonly TargetItem[]): Promise<ApplyResult> {
     const target = this.target as SyncTarget;
     const store = this.env.store;
     let todo = items;
@@ -400,7 +405,7 @@ export class StreamRunner {
           return t.map((_, i) => Boolean(w[i] || r[i]));
         }
       : undefined;
-    const res = await this.withRetry(() => target.apply(todo, known, staged ? items : []));
+    const res = await this.withRetry(() => target.apply(todo, known, stage));
     res.unchanged += echoes;
     if (target.readsTarget) {
       if (res.applied.length > 0) await store.remember(`sync-written:${dst}`, res.applied, VERSIONS_TTL_MS);
@@ -459,7 +464,10 @@ export class StreamRunner {
       });
       const { items, bad } = this.toItems(records);
       const all = items.map((it) => (deletes.has(it.index) ? { ...it, del: true } : it));
-      const res = await this.write(all, false);
+      // backfill-realtime: keys an event writes while the copy runs are staged like the copy's
+      // own, so the copy's vanished sweep never deletes a row an event just put there.
+      const copy = this.deletedScope ? (await this.state()).run : undefined;
+      const res = await this.write(all, copy?.kind === 'full' && copy.staged && !copy.sweeping ? all : []);
       const deleted = all.filter((it) => it.del).map((it) => it.key);
       if (this.deletedScope && deleted.length > 0) await this.env.store.remember(this.deletedScope, deleted, 7 * 24 * 3600_000);
       await this.deadLetter(records, bad, res);

@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface ApiRecord {
@@ -18,6 +18,8 @@ export class RecordsApi {
   readonly records = new Map<number, ApiRecord>();
   private server: Server | undefined;
   requests = 0;
+  /** Awaited before each answer (the request's number, from 1): lets a test hold the copy mid-way. */
+  beforeAnswer: ((request: number) => Promise<void>) | undefined;
   /** Generated mode: records 1..count, `updated_at` one millisecond apart, built on demand. */
   count = 0;
   private readonly base = Date.parse('2026-01-01T00:00:00Z');
@@ -28,39 +30,44 @@ export class RecordsApi {
 
   async start(): Promise<string> {
     this.server = createServer((req, res) => {
-      this.requests++;
-      const u = new URL(req.url ?? '/', 'http://x');
-      const limit = Math.min(5000, Number(u.searchParams.get('limit') ?? 1000));
-      const cursor = u.searchParams.get('cursor');
-      const since = u.searchParams.get('updated_since');
-      let page: ApiRecord[];
-      let total: number;
-      if (this.count > 0) {
-        const from = cursor ? Number(cursor) + 1 : since ? Math.max(1, Date.parse(since) - this.base + 1) : 1;
-        page = [];
-        for (let i = from; i <= this.count && page.length < limit; i++) page.push(this.generated(i));
-        total = this.count;
-      } else {
-        const all = [...this.records.values()]
-          .filter((r) => !since || r.updated_at > since)
-          .sort((a, b) => (a.updated_at < b.updated_at ? -1 : a.updated_at > b.updated_at ? 1 : a.id - b.id));
-        total = all.length;
-        let start = 0;
-        if (cursor) {
-          const [at, id] = cursor.split('|');
-          start = all.findIndex((r) => r.updated_at > (at as string) || (r.updated_at === at && r.id > Number(id)));
-          if (start < 0) start = all.length;
-        }
-        page = all.slice(start, start + limit);
-      }
-      const last = page[page.length - 1];
-      const next = page.length < limit || !last ? null : this.count > 0 ? String(last.id) : `${last.updated_at}|${last.id}`;
-      const body = JSON.stringify({ data: page, next, total });
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
+      const n = ++this.requests;
+      if (this.beforeAnswer) void this.beforeAnswer(n).then(() => this.answer(req.url, res));
+      else this.answer(req.url, res);
     });
     await new Promise<void>((r) => (this.server as Server).listen(0, '127.0.0.1', r));
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  private answer(url: string | undefined, res: ServerResponse): void {
+    const u = new URL(url ?? '/', 'http://x');
+    const limit = Math.min(5000, Number(u.searchParams.get('limit') ?? 1000));
+    const cursor = u.searchParams.get('cursor');
+    const since = u.searchParams.get('updated_since');
+    let page: ApiRecord[];
+    let total: number;
+    if (this.count > 0) {
+      const from = cursor ? Number(cursor) + 1 : since ? Math.max(1, Date.parse(since) - this.base + 1) : 1;
+      page = [];
+      for (let i = from; i <= this.count && page.length < limit; i++) page.push(this.generated(i));
+      total = this.count;
+    } else {
+      const all = [...this.records.values()]
+        .filter((r) => !since || r.updated_at > since)
+        .sort((a, b) => (a.updated_at < b.updated_at ? -1 : a.updated_at > b.updated_at ? 1 : a.id - b.id));
+      total = all.length;
+      let start = 0;
+      if (cursor) {
+        const [at, id] = cursor.split('|');
+        start = all.findIndex((r) => r.updated_at > (at as string) || (r.updated_at === at && r.id > Number(id)));
+        if (start < 0) start = all.length;
+      }
+      page = all.slice(start, start + limit);
+    }
+    const last = page[page.length - 1];
+    const next = page.length < limit || !last ? null : this.count > 0 ? String(last.id) : `${last.updated_at}|${last.id}`;
+    const body = JSON.stringify({ data: page, next, total });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
   }
 
   async stop(): Promise<void> {
