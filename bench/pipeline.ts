@@ -81,7 +81,11 @@ export const pipelineBench: Bench = {
       rssMB: round(Math.max(...ours.map((o) => o.maxRssMB)), 1),
       baselineRssMB: round(Math.max(...base.map((b) => b.maxRssMB)), 1),
       records: n,
-      durability: 'file sink fsync per batch group, SQLite store synchronous=FULL',
+      // What the default `sqlite:` store really does (src/store/sqlite/sqlite-store.ts): WAL with
+      // PRAGMA synchronous=NORMAL; commits that take a message over fdatasync the WAL themselves
+      // (group commit); checkpoints skip it, so a power loss may re-read, never lose.
+      durability:
+        'file sink fsync before each ack (group commit); SQLite store WAL, synchronous=NORMAL, checkpoints not fsynced (durable with the next WAL fsync; a power loss re-reads, never loses)',
     };
   },
 };

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Bundles the CLI into dist/ix.mjs (dependencies stay external), so `ix` starts fast.
+// Bundles the CLI into dist/ix.mjs and the library entry (src/index.ts) into dist/index.js,
+// dependencies external: `ix` starts fast, and plain Node can import the package.
 import { build } from 'esbuild';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -7,12 +8,12 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-export async function buildCli() {
-  // Written to temporary names and renamed into place, so a concurrent `ix` never loads a
-  // half-written bundle.
+async function bundle(entry, outfile) {
+  // Written to temporary names and renamed into place, so a concurrent `ix` (or import) never
+  // loads a half-written bundle.
   const result = await build({
-    entryPoints: [join(root, 'src/cli/main.ts')],
-    outfile: join(root, 'dist/ix.mjs'),
+    entryPoints: [join(root, entry)],
+    outfile: join(root, outfile),
     write: false,
     bundle: true,
     platform: 'node',
@@ -29,4 +30,13 @@ export async function buildCli() {
   for (const f of [...result.outputFiles].sort((a) => (a.path.endsWith('.map') ? -1 : 1))) renameSync(f.path + tag, f.path);
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) await buildCli();
+export async function buildCli() {
+  await bundle('src/cli/main.ts', 'dist/ix.mjs');
+}
+
+/** The package's import entry (`exports["."].import`); its types stay src/index.ts. */
+export async function buildLibrary() {
+  await bundle('src/index.ts', 'dist/index.js');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await Promise.all([buildCli(), buildLibrary()]);

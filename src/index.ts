@@ -1,7 +1,7 @@
 /** The TypeScript API for embedding Interchange and writing components. */
 export * from './core/index.js';
 export { Registry, defineSource, defineStep, defineSink, defineSection } from './registry/registry.js';
-export type { ComponentDef, SourceDef, StepDef, SinkDef, SectionDef } from './registry/registry.js';
+export type { CheckContext, ComponentDef, ConfigProblem, SourceDef, StepDef, SinkDef, SectionDef } from './registry/registry.js';
 export { DurationType, RateType, SizeType } from './registry/types.js';
 export { buildSpecSchema } from './registry/schema.js';
 export { loadSpecFile, loadSpecText, type LoadedSpec } from './spec/load.js';

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -43,6 +43,21 @@ describe('ix check', () => {
     const r = ix(['check', 'src/cli/fixtures/ok.yaml']);
     expect(r.code).toBe(0);
     expect(r.out).toBe('src/cli/fixtures/ok.yaml: ok (1 flow)\n');
+  });
+
+  it('ix run refuses a spec whose input file is missing before any flow runs', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ix-missing-'));
+    const spec = join(dir, 'spec.yaml');
+    writeFileSync(
+      spec,
+      'version: 1\nadmin: { enabled: false }\nflows:\n  first:\n    source: { generate: { count: 3 } }\n    sinks: [ { stdout: {} }, { file: { path: first.jsonl } } ]\n  second:\n    source: { file: { path: nope.jsonl } }\n    sink: { file: { path: second.jsonl } }\n',
+    );
+    const r = ix(['run', spec]);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`${spec}:8:29: file not found: nope.jsonl\n`);
+    expect(r.out).toBe('');
+    expect(existsSync(join(dir, 'first.jsonl'))).toBe(false);
+    expect(existsSync(join(dir, 'second.jsonl'))).toBe(false);
   });
 
   it('never prints a secret value in an error', () => {

@@ -1,8 +1,10 @@
+import { Type } from '@sinclair/typebox';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { permanent } from '../core/errors.js';
 import { deriveMessage, type Message } from '../core/message.js';
 import { Outcome } from '../core/component.js';
 import { createRegistry } from '../app/registry.js';
+import { SpecError } from '../spec/problem.js';
 import { engineFromYaml } from '../testing/harness.js';
 import { feed, hooks, outcomesOf, receivedBy, registerMemory, resetMemory } from '../testing/memory.js';
 
@@ -198,5 +200,36 @@ describe('engine: shutdown', () => {
     expect(outcomesOf('src')).toEqual([]);
     expect(await t.store.countDeadLetters()).toBe(0);
     await t.store.close();
+  });
+});
+
+describe('engine: component checks before anything is built', () => {
+  it('reports every problem of every component check at its field, and builds nothing', async () => {
+    const r = registry.clone();
+    let created = 0;
+    r.registerSink({
+      kind: 'checked',
+      summary: 'a sink whose check refuses its target',
+      config: Type.Object({ target: Type.String() }, { additionalProperties: false }),
+      check: (config) => (config.target === 'bad' ? [{ field: ['target'], error: new Error(`target ${config.target} is unreachable`) }] : []),
+      create: () => {
+        created++;
+        return { write: () => Promise.resolve() };
+      },
+    });
+    r.registerStep({
+      kind: 'throwing-check',
+      summary: 'a step whose check throws',
+      config: Type.Object({}),
+      check: () => {
+        throw new Error('not today');
+      },
+      create: () => ({ process: (m: Message) => m }),
+    });
+    const yaml = 'version: 1\nflows:\n  a:\n    source: { memory: { name: src } }\n    sink: { checked: { target: ok } }\n  b:\n    source: { memory: { name: src } }\n    steps: [ { throwing-check: {} } ]\n    sink: { checked: { target: bad } }\n';
+    const err = await engineFromYaml(yaml, r).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(SpecError);
+    expect((err as SpecError).problems.map((p) => `${p.line}:${p.col}: ${p.message}`)).toEqual(['8:32: not today', '9:32: target bad is unreachable']);
+    expect(created).toBe(0);
   });
 });

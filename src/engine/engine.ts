@@ -5,8 +5,9 @@ import { RESUME_AFTER_STEP, type ComponentContext, type HttpRegistrar, type Sink
 import { errorMessage, IxError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { createMessage, type Message } from '../core/message.js';
-import type { Registry } from '../registry/registry.js';
+import type { ComponentSlot, Registry } from '../registry/registry.js';
 import type { LoadedSpec } from '../spec/load.js';
+import { SpecError, type SpecProblem } from '../spec/problem.js';
 import type { ComponentSpec, FlowSpec } from '../spec/types.js';
 import { inboxQueue, type QueueItem, type Store } from '../store/types.js';
 import { backoffFrom } from './backoff.js';
@@ -105,6 +106,7 @@ export class Engine {
         }
       }
     }
+    await checkComponents(loaded, registry, resources, logger);
     const engine = new Engine(options, resources);
     for (const flow of loaded.spec.flows) await engine.buildFlow(flow);
     return engine;
@@ -160,7 +162,7 @@ export class Engine {
     }
     const sinks: BuiltSink[] = [];
     for (const [i, s] of flow.sinks.entries()) {
-      const name = flow.sinks.length === 1 ? `${flow.name}.sink` : `${flow.name}.sinks[${i}]`;
+      const name = sinkName(flow, i);
       const ctx = { ...base(name), signal };
       sinks.push({ name, kind: s.kind, ctx, sink: await create<Sink>('sink', s, ctx) });
     }
@@ -454,6 +456,42 @@ export class Engine {
       clearInterval(renew);
     }
   }
+}
+
+function sinkName(flow: FlowSpec, i: number): string {
+  return flow.sinks.length === 1 ? `${flow.name}.sink` : `${flow.name}.sinks[${i}]`;
+}
+
+/**
+ * Runs the `check` of every component the spec names (flows, and the event sources of syncs)
+ * before any is built: a missing input file refuses the spec before anything starts. Throws one
+ * SpecError with every problem at its file:line:col.
+ */
+async function checkComponents(loaded: LoadedSpec, registry: Registry, resources: ResourceTable, logger: Logger): Promise<void> {
+  const targets: { slot: ComponentSlot; c: ComponentSpec; name: string; flow: string }[] = [];
+  for (const flow of loaded.spec.flows) {
+    targets.push({ slot: 'source', c: flow.source, name: `${flow.name}.source`, flow: flow.name });
+    flow.steps.forEach((c, i) => targets.push({ slot: 'step', c, name: `${flow.name}.steps[${i}]`, flow: flow.name }));
+    flow.sinks.forEach((c, i) => targets.push({ slot: 'sink', c, name: sinkName(flow, i), flow: flow.name }));
+  }
+  for (const job of loaded.spec.syncs) {
+    for (const s of job.streams) {
+      const name = `sync:${job.name}.${s.name}`;
+      if (s.events) targets.push({ slot: 'source', c: s.events, name, flow: name });
+    }
+  }
+  const problems: SpecProblem[] = [];
+  for (const { slot, c, name, flow } of targets) {
+    const def = registry.slot(slot).get(c.kind);
+    if (!def?.check) continue;
+    const ctx = { name, flow, baseDir: loaded.baseDir, logger: logger.child({ flow, component: name }), resources };
+    try {
+      for (const p of (await def.check(c.config as never, ctx)) ?? []) problems.push(...loaded.errorAt([...c.path, ...p.field], p.error).problems);
+    } catch (err) {
+      problems.push(...loaded.errorAt(c.path, err).problems);
+    }
+  }
+  if (problems.length > 0) throw new SpecError(problems);
 }
 
 async function closeQuietly(c: { close?: () => Promise<void> }, logger: Logger): Promise<void> {

@@ -3,6 +3,16 @@ import type { ComponentContext, Sink, Source, Step } from '../core/component.js'
 
 export type ComponentSlot = 'source' | 'step' | 'sink';
 
+/** What a component's `check` sees: where it sits and the spec's shared resources. */
+export type CheckContext = Pick<ComponentContext, 'name' | 'flow' | 'baseDir' | 'logger' | 'resources'>;
+
+/** Something a component's `check` found wrong with its config, at a field of it. */
+export interface ConfigProblem {
+  /** Where in the component's config, e.g. `['path']`; `[]` for the component as a whole. */
+  readonly field: readonly (string | number)[];
+  readonly error: Error;
+}
+
 /**
  * One declaration per component: its kind, prose, config schema, examples and factory. The
  * spec's JSON Schema, the TypeScript config type, validation and the reference docs all come
@@ -17,6 +27,13 @@ export interface ComponentDef<S extends TSchema, T> {
   readonly config: S;
   /** YAML snippets of the component's config (the value under its kind). */
   readonly examples?: readonly { title: string; yaml: string }[];
+  /**
+   * Checks the config against the world before anything starts (an input file exists …):
+   * `ix check` and `ix run` call it for every component of the spec before any flow is built,
+   * and refuse the spec on any problem, each reported at its field's file:line:col. A thrown
+   * error is reported at the component.
+   */
+  check?(config: Static<S>, ctx: CheckContext): readonly ConfigProblem[] | void | Promise<readonly ConfigProblem[] | void>;
   create(config: Static<S>, ctx: ComponentContext): T | Promise<T>;
 }
 

@@ -52,6 +52,17 @@ function formatOf(config: FileSourceConfig, path: string): 'jsonl' | 'csv' | 'li
   return 'jsonl';
 }
 
+/** Why the input file cannot be read, or undefined when it can. */
+async function inputProblem(path: string, configured: string): Promise<IxError | undefined> {
+  try {
+    const info = await stat(path);
+    if (info.isDirectory()) return new IxError('IX_SPEC_INVALID', { path: configured, detail: 'is a directory, not a file' });
+    return undefined;
+  } catch {
+    return new IxError('IX_SPEC_FILE_NOT_FOUND', { path: configured });
+  }
+}
+
 /**
  * Streams a JSONL, CSV or text file in batches, so a file larger than memory works. The
  * position is checkpointed only after the sinks accepted every record before it; a restart
@@ -242,8 +253,14 @@ export const fileSource = defineSource({
   kind: 'file',
   summary: 'Reads a JSONL, CSV or text file in batches, checkpointing its position after the sinks accepted each record.',
   description:
-    'Files larger than memory stream through. A restart resumes after the last record every sink accepted. A line that is not valid JSON, or a CSV row with the wrong number of columns, goes to the dead-letter queue with its line number, and the flow goes on.',
+    'Files larger than memory stream through. A restart resumes after the last record every sink accepted. A line that is not valid JSON, or a CSV row with the wrong number of columns, goes to the dead-letter queue with its line number, and the flow goes on. The file must exist when the spec is checked or started: a missing file refuses the spec at its `path` before any flow starts.',
   config: fileSourceConfig,
   examples: [{ title: 'Orders from a JSONL file', yaml: 'path: ./data/orders.jsonl' }],
+  // The input must exist when the spec is checked or started: a missing file refuses the spec
+  // at its `path` before any flow starts, rather than failing this flow after others ran.
+  check: async (config, ctx) => {
+    const problem = await inputProblem(resolve(ctx.baseDir, config.path), config.path);
+    return problem ? [{ field: ['path'], error: problem }] : [];
+  },
   create: (config, ctx) => new FileSource(config, ctx.baseDir),
 });

@@ -1,9 +1,10 @@
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createRegistry } from '../../app/registry.js';
 import { createMessage } from '../../core/message.js';
+import { SpecError } from '../../spec/problem.js';
 import { engineFromYaml } from '../../testing/harness.js';
 import { receivedBy, registerMemory, resetMemory } from '../../testing/memory.js';
 import { FileSink } from './file-sink.js';
@@ -73,11 +74,22 @@ describe('file source', () => {
     await t.store.close();
   });
 
-  it('fails the flow with a clear error when the file is missing', async () => {
+  it('refuses the spec at the path when the file is missing, before anything is built', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ix-file-'));
-    const t = await runFlow(dir, '{ path: nope.jsonl }');
-    expect(t.engine.failures()).toEqual([{ flow: 'f', error: 'file not found: nope.jsonl' }]);
-    await t.store.close();
+    const err = await runFlow(dir, '{ path: nope.jsonl }').then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(SpecError);
+    expect((err as SpecError).message).toBe(`${join(dir, 'spec.yaml')}:5:29: file not found: nope.jsonl`);
+  });
+
+  it('fails the flow with a clear error when the file vanished after the check', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ix-file-'));
+    writeFileSync(join(dir, 'gone.jsonl'), '{"a":1}\n');
+    const t = await engineFromYaml('version: 1\nflows:\n  f:\n    source: { file: { path: gone.jsonl } }\n    sink: { memory: { name: out } }\n', registry, { dir });
+    unlinkSync(join(dir, 'gone.jsonl'));
+    t.engine.start();
+    await t.engine.done();
+    expect(t.engine.failures()).toEqual([{ flow: 'f', error: 'file not found: gone.jsonl' }]);
+    await t.close();
   });
 });
 
