@@ -19,6 +19,7 @@ export const errorCatalog = {
   IX_SPEC_UNKNOWN_REFERENCE: { message: 'unknown reference "{ref}"{hint}', retryable: false },
   IX_SPEC_FILE_NOT_FOUND: { message: 'file not found: {path}', retryable: false },
   IX_SPEC_REFERENCE: { message: '{detail}', retryable: false },
+  IX_SPEC_LITERAL_SECRET: { message: '{path} is a credential written in the spec: use ${secrets.NAME}', retryable: false },
   IX_STORE_URL: { message: 'unsupported store "{url}": use sqlite:PATH or postgres://USER@HOST:PORT/DB', retryable: false },
   IX_STORE_TOO_NEW: {
     message: 'store schema version {found} is newer than this engine knows ({known}); upgrade Interchange',

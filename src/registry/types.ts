@@ -20,3 +20,10 @@ export const RateType = (options: SchemaOptions = {}): TString =>
     description: 'A rate: 100/min, 20/s, 1000/hour.',
     ...options,
   });
+
+/** The schema keyword that marks a credential: the spec must give it as a `${secrets.NAME}` reference. */
+export const SECRET_KEYWORD = 'x-ix-secret';
+
+/** A credential (token, password, key, signing secret): only a `${secrets.NAME}` reference is accepted. */
+export const SecretType = (options: SchemaOptions = {}): TString =>
+  Type.String({ description: 'A secret reference: ${secrets.NAME}.', ...options, [SECRET_KEYWORD]: true });

@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsImport from 'ajv-formats';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type Pair } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type Pair, type Scalar } from 'yaml';
 import { IxError } from '../core/errors.js';
 import type { Registry } from '../registry/registry.js';
 import { buildSpecSchema, SLOT_KEYWORD } from '../registry/schema.js';
+import { SECRET_KEYWORD } from '../registry/types.js';
 import { hint } from './did-you-mean.js';
 import { SpecError, type SpecProblem } from './problem.js';
 import { checkSyncs, shapeSyncs } from './syncs.js';
@@ -37,12 +38,24 @@ export interface LoadOptions {
 
 const validators = new WeakMap<Registry, ValidateFunction>();
 
+/**
+ * JSON pointers of the values written as one `${secrets.NAME}` reference, for the spec being
+ * validated right now (validation is synchronous). References are resolved before validation,
+ * so the `x-ix-secret` keyword cannot tell a reference from a literal by the value itself.
+ */
+let secretRefPointers: ReadonlySet<string> = new Set();
+
+function isSecretReference(_schema: unknown, data: unknown, _parent?: unknown, cxt?: { instancePath: string }): boolean {
+  return typeof data !== 'string' || secretRefPointers.has(cxt?.instancePath ?? '');
+}
+
 function validatorFor(registry: Registry): ValidateFunction {
   let v = validators.get(registry);
   if (!v) {
     const ajv = new Ajv2020({ allErrors: true, useDefaults: true, coerceTypes: true, verbose: true, strict: false });
     addFormats(ajv);
     ajv.addKeyword({ keyword: SLOT_KEYWORD, schemaType: 'string' });
+    ajv.addKeyword({ keyword: SECRET_KEYWORD, schemaType: 'boolean', validate: isSecretReference });
     v = ajv.compile(buildSpecSchema(registry));
     validators.set(registry, v);
   }
@@ -92,14 +105,22 @@ export function loadSpecText(text: string, file: string, registry: Registry, opt
   }
 
   // Secret and environment references, resolved in place (the values stay in memory only).
-  const secretValues = resolveReferences(doc, baseDir, env, (node, err) => {
+  const secretRefs = new Set<Scalar>();
+  const secretValues = resolveReferences(doc, baseDir, env, secretRefs, (node, err) => {
     problems.push({ file, ...pos(node.range?.[0] ?? 0), code: err.code, message: err.message });
   });
   if (problems.length > 0) throw new SpecError(problems);
 
   const value = doc.toJS({ maxAliasCount: 100 }) as Record<string, unknown>;
   const validate = validatorFor(registry);
-  if (!validate(value)) {
+  secretRefPointers = pointersOf(doc, secretRefs);
+  let valid: boolean;
+  try {
+    valid = validate(value) as boolean;
+  } finally {
+    secretRefPointers = new Set();
+  }
+  if (!valid) {
     for (const e of pickErrors(validate.errors ?? [])) {
       const { path, err, key } = describeAjvError(e, registry);
       at(path, err, key);
@@ -150,8 +171,41 @@ function dedupe(problems: SpecProblem[]): SpecProblem[] {
   });
 }
 
+/**
+ * In a union whose branches are told apart by a constant (`type: bearer`) or by the value's
+ * type (a string or a list), keeps only the errors of the one branch that matched that way:
+ * the other branches' "type must be …" are noise. Other unions (durations) keep their summary.
+ */
+function pickBranches(errors: ErrorObject[]): ErrorObject[] {
+  const objectLevel = new Set(['required', 'additionalProperties', 'minProperties', 'maxProperties']);
+  let out = errors;
+  for (const union of errors.filter((e) => e.keyword === 'anyOf')) {
+    const prefix = `${union.schemaPath}/`;
+    const at = union.instancePath;
+    const branchOf = (e: ErrorObject): string | undefined =>
+      e.schemaPath.startsWith(prefix) && (e.instancePath === at || e.instancePath.startsWith(`${at}/`))
+        ? /^\d+/.exec(e.schemaPath.slice(prefix.length))?.[0]
+        : undefined;
+    const count = ((union.parentSchema as Record<string, unknown> | undefined)?.['anyOf'] as unknown[] | undefined)?.length ?? 0;
+    const mismatched = new Set<string>();
+    for (const e of out) {
+      const b = branchOf(e);
+      if (b === undefined) continue;
+      const child = e.instancePath !== at && !e.instancePath.slice(at.length + 1).includes('/');
+      if ((e.keyword === 'const' && child) || (e.keyword === 'type' && e.instancePath === at)) mismatched.add(b);
+    }
+    if (count < 2 || mismatched.size !== count - 1) continue;
+    const kept = [...Array(count).keys()].map(String).find((b) => !mismatched.has(b));
+    const own = out.filter((e) => branchOf(e) === kept);
+    if (own.length === 0 || own.some((e) => e.instancePath === at && !objectLevel.has(e.keyword))) continue;
+    out = out.filter((e) => e !== union && (branchOf(e) === undefined || branchOf(e) === kept));
+  }
+  return out;
+}
+
 /** Drops the noise of allErrors: `if`/`anyOf` summaries when a more precise error exists. */
-function pickErrors(errors: ErrorObject[]): ErrorObject[] {
+function pickErrors(all: ErrorObject[]): ErrorObject[] {
+  const errors = pickBranches(all);
   const precise = errors.filter((e) => e.keyword !== 'anyOf' && e.keyword !== 'oneOf' && e.keyword !== 'if');
   // For anyOf unions (durations), report the union once rather than each branch.
   const out: ErrorObject[] = [];
@@ -239,6 +293,8 @@ function describeAjvError(e: ErrorObject, registry: Registry): { path: SpecPath;
       const desc = typeof parent['description'] === 'string' ? `: ${(parent['description'] as string).split('\n')[0]}` : '';
       return { path, key: false, err: new IxError('IX_SPEC_INVALID', { path: describe(path), detail: `has an invalid form${desc || ` (expected ${String(params['pattern'])})`}` }) };
     }
+    case SECRET_KEYWORD:
+      return { path, key: false, err: new IxError('IX_SPEC_LITERAL_SECRET', { path: describe(path) }) };
     case 'propertyNames':
       return { path, key: false, err: new IxError('IX_SPEC_INVALID', { path: describe(path), detail: `has an invalid name "${String(params['propertyName'])}"` }) };
     default:
@@ -281,10 +337,35 @@ function locateIn(doc: Document, path: SpecPath, key: boolean, pos: (o: number) 
 
 const REF_RE = /\$\{\s*(secrets|env)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}/g;
 
+const ONE_SECRET_RE = /^\s*\$\{\s*secrets\.[A-Za-z_][A-Za-z0-9_]*\s*\}\s*$/;
+
+/** The JSON pointer of each scalar in `nodes` (through aliases too), as validation sees the value. */
+function pointersOf(doc: Document, nodes: ReadonlySet<Scalar>): Set<string> {
+  const out = new Set<string>();
+  if (nodes.size === 0) return out;
+  const walk = (node: unknown, pointer: string, depth: number): void => {
+    if (depth > 64) return;
+    const n = isAlias(node) ? node.resolve(doc) : node;
+    if (isScalar(n)) {
+      if (nodes.has(n)) out.add(pointer);
+    } else if (isMap(n)) {
+      for (const pair of n.items) {
+        const k = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+        walk(pair.value, `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, depth + 1);
+      }
+    } else if (isSeq(n)) {
+      n.items.forEach((item, i) => walk(item, `${pointer}/${i}`, depth + 1));
+    }
+  };
+  walk(doc.contents, '', 0);
+  return out;
+}
+
 function resolveReferences(
   doc: Document,
   baseDir: string,
   env: Readonly<Record<string, string | undefined>>,
+  secretRefs: Set<Scalar>,
   report: (node: Node, err: IxError) => void,
 ): string[] {
   const declared = new Map<string, string>();
@@ -330,6 +411,7 @@ function resolveReferences(
     Scalar(_key, node) {
       if (typeof node.value !== 'string' || !node.value.includes('${')) return;
       const original = node.value;
+      if (ONE_SECRET_RE.test(original)) secretRefs.add(node);
       try {
         node.value = original.replace(REF_RE, (_m, ns: string, name: string) => {
           if (ns === 'secrets') return resolveSecret(name);

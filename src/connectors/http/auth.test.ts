@@ -112,6 +112,53 @@ describe('OAuth 2.0 client credentials against a local token server', () => {
   });
 });
 
+describe('the shared token request: its own deadline, each waiter its own signal', () => {
+  const until = async (cond: () => boolean, ms = 20_000): Promise<void> => {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error('condition not met in time');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+
+  it('gives up on a token endpoint that never answers after the service timeout, even when the caller has a signal', async () => {
+    const token = await start(() => undefined); // reads the request, never answers
+    const api = await start((_r, res) => json(res, 200, {}));
+    const s = svc({ baseUrl: api.url, timeout: '400ms', auth: { type: 'oauth2', grant: 'client-credentials', tokenUrl: token.url, clientId: 'c', clientSecret: 's', clientAuth: 'body', refreshBefore: '30s' } });
+    const caller = new AbortController(); // never aborted: before, its presence removed the deadline
+    const err = (await s.call('get', { signal: caller.signal }).catch((e: unknown) => e)) as IxError;
+    expect(err).toBeInstanceOf(IxError);
+    expect(err.code).toBe('IX_SERVICE_AUTH');
+    expect(err.message).toContain('token endpoint did not answer within 400ms');
+    expect(token.requests).toHaveLength(1);
+    expect(api.requests).toHaveLength(0);
+  }, 30_000);
+
+  it('lets the first caller abandon its wait while the others get the token from the same request', async () => {
+    let release: (() => void) | undefined;
+    const token = await start((_r, res) => {
+      release = () => json(res, 200, { access_token: 'tok-shared', expires_in: 3600 });
+    });
+    const api = await start((r, res) => json(res, 200, { auth: r.headers.authorization }));
+    const s = svc({ baseUrl: api.url, timeout: '20s', auth: { type: 'oauth2', grant: 'client-credentials', tokenUrl: token.url, clientId: 'c', clientSecret: 's', clientAuth: 'body', refreshBefore: '30s' } });
+    const first = new AbortController();
+    const second = new AbortController();
+    const a = s.call('get', { signal: first.signal }).then(() => 'resolved', (e: unknown) => e);
+    await until(() => token.requests.length === 1 && release !== undefined);
+    const b = s.call('get', { signal: second.signal });
+    const c = s.call('get');
+    first.abort(new Error('first caller gave up'));
+    expect(((await a) as Error).message).toBe('first caller gave up');
+    release?.();
+    const [rb, rc] = await Promise.all([b, c]);
+    expect((rb.body as { auth: string }).auth).toBe('Bearer tok-shared');
+    expect((rc.body as { auth: string }).auth).toBe('Bearer tok-shared');
+    expect(token.requests).toHaveLength(1);
+    expect((s.auth as OAuth2Auth).tokenRequests).toBe(1);
+    expect(api.requests).toHaveLength(2); // the caller that gave up sent nothing
+  }, 30_000);
+});
+
 describe('a token endpoint that expires tokens quickly', () => {
   it('renews once per rejected token however many calls see the 401, and every call succeeds', async () => {
     let issued = 0;

@@ -30,6 +30,31 @@ export interface AuthDeps {
   readonly baseDir: string;
   /** Used for the token endpoint. */
   readonly dispatcher?: Dispatcher;
+  /** How long one token request may take (the service's timeout); 30 s when absent. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Waits for `shared` unless `signal` aborts first: the waiter gives up, the shared work goes on
+ * for the others. Rejects with the signal's reason.
+ */
+export function waitUnlessAborted<T>(shared: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return shared;
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    shared.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err as Error);
+      },
+    );
+  });
 }
 
 /** PEM text as is, or the contents of a file path (relative to the spec). */
@@ -99,7 +124,9 @@ interface Token {
 /**
  * OAuth 2.0 client credentials and refresh-token grants. The token is cached, renewed
  * `refreshBefore` ahead of its expiry and once after a 401; one request to the token endpoint
- * at a time however many calls wait for it.
+ * at a time however many calls wait for it. That request has its own deadline (the service's
+ * timeout), never a caller's signal: a caller that gives up stops waiting, the others keep
+ * the shared request.
  */
 export class OAuth2Auth implements AuthProvider {
   readonly refreshable = true;
@@ -129,7 +156,7 @@ export class OAuth2Auth implements AuthProvider {
 
   async refresh(used: string | undefined, signal?: AbortSignal): Promise<void> {
     if (this.inflight) {
-      await this.inflight;
+      await waitUnlessAborted(this.inflight, signal);
       return;
     }
     if (this.token && used !== undefined && this.token.value !== used) return; // already renewed
@@ -141,7 +168,7 @@ export class OAuth2Auth implements AuthProvider {
     const t = this.token;
     if (t && this.deps.clock.now() < t.expiresAt - this.refreshBeforeMs) return Promise.resolve(t);
     if (!this.inflight) {
-      this.inflight = this.fetchToken(signal).then(
+      this.inflight = this.fetchToken().then(
         (tok) => {
           this.token = tok;
           this.inflight = undefined;
@@ -153,10 +180,10 @@ export class OAuth2Auth implements AuthProvider {
         },
       );
     }
-    return this.inflight;
+    return waitUnlessAborted(this.inflight, signal);
   }
 
-  private async fetchToken(signal?: AbortSignal): Promise<Token> {
+  private async fetchToken(): Promise<Token> {
     const c = this.config;
     const form = new URLSearchParams();
     if (c.grant === 'refresh-token') {
@@ -178,6 +205,8 @@ export class OAuth2Auth implements AuthProvider {
     }
     this.tokenRequests++;
     const started = this.deps.clock.now();
+    const timeoutMs = this.deps.timeoutMs ?? 30_000;
+    const deadline = AbortSignal.timeout(timeoutMs);
     let status: number;
     let text: string;
     try {
@@ -185,13 +214,14 @@ export class OAuth2Auth implements AuthProvider {
         method: 'POST',
         headers,
         body: form.toString(),
-        signal: signal ?? AbortSignal.timeout(30_000),
+        signal: deadline,
         ...(this.deps.dispatcher ? { dispatcher: this.deps.dispatcher } : {}),
       });
       status = res.statusCode;
       text = await res.body.text();
     } catch (err) {
-      throw new IxError('IX_SERVICE_AUTH', { service: this.deps.service, detail: `token endpoint unreachable: ${errorMessage(err)}` }, { cause: err });
+      const detail = deadline.aborted ? `token endpoint did not answer within ${timeoutMs}ms` : `token endpoint unreachable: ${errorMessage(err)}`;
+      throw new IxError('IX_SERVICE_AUTH', { service: this.deps.service, detail }, { cause: err });
     }
     let body: Record<string, unknown>;
     try {

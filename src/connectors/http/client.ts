@@ -200,7 +200,13 @@ export class RestService {
     }
     this.ownDispatcher = deps.dispatcher === undefined;
     this.dispatcher = deps.dispatcher ?? new Agent({ connections: config.connections ?? 64, connect, keepAliveTimeout: 30_000, pipelining: 1 });
-    this.auth = createAuth(config.auth, { service: name, clock: deps.clock, baseDir: deps.baseDir, dispatcher: this.dispatcher });
+    this.auth = createAuth(config.auth, {
+      service: name,
+      clock: deps.clock,
+      baseDir: deps.baseDir,
+      dispatcher: this.dispatcher,
+      timeoutMs: parseDuration((config.timeout ?? '30s') as string | number),
+    });
     this.bulkhead = new Bulkhead(config.maxConcurrent ?? 64);
     this.gate = deps.rateGate ? new BlockRateGate(deps.rateGate, deps.clock) : new MemoryRateGate(deps.clock);
     this.sendLog = new SendLog(deps.clock);

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { DurationType, RateType } from '../../registry/types.js';
+import { DurationType, RateType, SecretType } from '../../registry/types.js';
 
 /** Config schemas of the `services:` section and the http components. */
 
@@ -57,7 +57,8 @@ export const ErrorsSchema = Type.Record(Type.String({ pattern: '^([1-5][0-9x]{2}
   description: 'What to do per status (503), status class (5xx) or failure (network, timeout, invalid-response, graphql).',
 });
 
-const Secretish = Type.String({ description: 'Use a secret reference: ${secrets.NAME}.' });
+/** A credential: the spec must give it as ${secrets.NAME} (`ix check` refuses a literal). */
+const Secretish = SecretType();
 
 export const AuthSchema = Type.Union([
   Type.Object(
@@ -118,9 +119,9 @@ export const AuthSchema = Type.Union([
 export const TlsSchema = Type.Object(
   {
     cert: Type.Optional(Type.String({ description: 'Client certificate (PEM text or a file path) for mTLS.' })),
-    key: Type.Optional(Type.String({ description: 'Client key (PEM text or a file path); use a secret reference.' })),
+    key: Type.Optional(SecretType({ description: 'Client key (PEM): a secret reference, e.g. one declared as file:./client.key.' })),
     ca: Type.Optional(Type.String({ description: 'CA certificate(s) (PEM text or a file path) to trust.' })),
-    passphrase: Type.Optional(Type.String()),
+    passphrase: Type.Optional(SecretType({ description: 'Passphrase of the client key: a secret reference.' })),
     rejectUnauthorized: Type.Optional(Type.Boolean({ default: true })),
     servername: Type.Optional(Type.String()),
   },

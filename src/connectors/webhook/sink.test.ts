@@ -32,7 +32,7 @@ interface Received {
 /** A local receiver whose answers the test scripts. */
 class Receiver {
   readonly received: Received[] = [];
-  answer: (r: Received, index: number) => { status: number; headers?: Record<string, string>; body?: string } = () => ({ status: 200 });
+  answer: (r: Received, index: number) => { status: number; headers?: Record<string, string>; body?: string } | 'hang' = () => ({ status: 200 });
   private server: Server | undefined;
   url = '';
 
@@ -46,6 +46,7 @@ class Receiver {
         const r = { at: this.clock.now(), headers: req.headers, body: Buffer.concat(chunks).toString() };
         this.received.push(r);
         const a = this.answer(r, this.received.length - 1);
+        if (a === 'hang') return; // read the request, never answer (until close)
         res.writeHead(a.status, a.headers ?? {});
         res.end(a.body ?? '');
       });
@@ -57,6 +58,7 @@ class Receiver {
   }
 
   close(): Promise<void> {
+    this.server?.closeAllConnections();
     return new Promise((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 }
@@ -180,20 +182,61 @@ describe('webhook sink', () => {
     expect(receiver.received[3]?.headers['webhook-id']).toBe('evt_d');
   });
 
-  it('honours Retry-After on 429/503 instead of the schedule', async () => {
-    const clock = new FakeClock(Date.now());
-    const { sink, receiver, store } = await setup(clock);
-    receiver.answer = (_r, i) => (i === 0 ? { status: 503, headers: { 'retry-after': '120' } } : { status: 200 });
-    const t0 = clock.now();
-    await sink.write([msg('evt_r')]);
-    await until(async () => (await store.listDeliveryAttempts()).length === 1, 'first attempt');
-    expect((await store.listDeliveryAttempts())[0]?.nextAt).toBe(t0 + 120_000);
-    await clock.advance(119_999);
-    expect(receiver.received).toHaveLength(1);
-    await clock.advance(1);
-    await until(() => receiver.received.length === 2, 'second attempt');
-    expect((receiver.received[1] as Received).at - t0).toBe(120_000);
-  });
+  // The injected clock is years away from the wall clock: an HTTP date read against Date.now()
+  // would be long past (or far ahead), not 120 s from the sink's now.
+  it.each([429, 502, 503, 504].flatMap((status) => [[status, 'seconds'] as const, [status, 'an HTTP date'] as const]))(
+    'honours Retry-After on %i given as %s, on the injected clock, instead of the schedule',
+    async (status, form) => {
+      const clock = new FakeClock(Date.UTC(2031, 5, 1, 12, 0, 0));
+      const { sink, receiver, store } = await setup(clock);
+      const t0 = clock.now();
+      const retryAfter = form === 'seconds' ? '120' : new Date(t0 + 120_000).toUTCString();
+      receiver.answer = (_r, i) => (i === 0 ? { status, headers: { 'retry-after': retryAfter } } : { status: 200 });
+      await sink.write([msg(`evt_r${status}`)]);
+      await until(async () => (await store.listDeliveryAttempts()).length === 1, 'first attempt');
+      expect((await store.listDeliveryAttempts())[0]).toMatchObject({ status, outcome: 'retry', nextAt: t0 + 120_000 });
+      await until(() => clock.pending > 0, 'worker sleeping until the retry');
+      await clock.advance(119_999);
+      expect(receiver.received).toHaveLength(1);
+      await clock.advance(1);
+      await until(() => receiver.received.length === 2, 'second attempt');
+      expect((receiver.received[1] as Received).at - t0).toBe(120_000);
+      await until(() => sink.counts.delivered === 1, 'delivered');
+    },
+  );
+
+  it('one dead endpoint (no answer, or 503 after 503) does not hold up deliveries to a healthy one', async () => {
+    const store = new SqliteStore(join(dir, `s${n++}.db`), { clock: systemClock, synchronous: 'normal' });
+    cleanups.push(() => store.close());
+    const endpoint = async (flow: string, answer: Receiver['answer'], extra: Partial<WebhookSinkConfig> = {}) => {
+      const receiver = await new Receiver(systemClock).start();
+      receiver.answer = answer;
+      const sink = new WebhookSink(
+        resolveSinkSettings({ url: receiver.url, sign: { scheme: 'standard-webhooks', secret }, allowNetworks: ['127.0.0.1/32'], jitter: 0, concurrency: 4, ...extra }),
+        componentContext({ flow, name: `${flow}.sink`, clock: systemClock, store }),
+      );
+      cleanups.push(async () => {
+        await sink.close();
+        await receiver.close();
+      });
+      return { receiver, sink };
+    };
+    // the silent one would only time out after 10 minutes; the failing one is retried every 200 ms
+    const silent = await endpoint('silent', () => 'hang', { timeout: '10m' });
+    const failing = await endpoint('failing', () => ({ status: 503 }), { schedule: ['0s', ...Array.from({ length: 50 }, () => '200ms')] });
+    const healthy = await endpoint('healthy', () => ({ status: 200 }));
+    const batch = (prefix: string) => Array.from({ length: 30 }, (_v, i) => msg(`${prefix}-${i}`));
+    await silent.sink.write(batch('s'));
+    await failing.sink.write(batch('f'));
+    // four requests hang at the silent one; the failing one fails until its breaker opens
+    await until(() => silent.receiver.received.length >= 4 && failing.receiver.received.length >= 5, 'dead endpoints busy', 30_000);
+    await healthy.sink.write(batch('h'));
+    await until(() => healthy.sink.counts.delivered === 30, 'every healthy delivery', 30_000);
+    // meanwhile the silent endpoint has not answered once, and the failing one has delivered nothing
+    expect(silent.sink.counts.delivered + failing.sink.counts.delivered).toBe(0);
+    expect((await store.listDeliveryAttempts()).filter((a) => a.flow === 'silent')).toHaveLength(0);
+    expect(new Set(healthy.receiver.received.map((r) => r.headers['webhook-id']))).toEqual(new Set(batch('h').map((m) => m.id)));
+  }, 60_000);
 
   it('410 disables the endpoint: that message and later ones are dead-lettered, nothing more is sent', async () => {
     const clock = new FakeClock(Date.now());

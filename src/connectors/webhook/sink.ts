@@ -497,7 +497,7 @@ export class WebhookSink implements Sink {
       const excerpt = await readExcerpt(res.body, this.s.excerptBytes);
       const out: AttemptResult = { status: res.statusCode, latencyMs: performance.now() - started };
       if (excerpt !== '') out.excerpt = excerpt;
-      const ra = parseRetryAfter(res.headers['retry-after'], Date.now());
+      const ra = parseRetryAfter(res.headers['retry-after'], this.clock.now());
       if (ra !== undefined) out.retryAfterMs = ra;
       return out;
     } catch (err) {

@@ -1,10 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { DurationType, RateType, SizeType } from '../../registry/types.js';
+import { DurationType, RateType, SecretType, SizeType } from '../../registry/types.js';
 
 /** Config schemas of the `webhook` source and sink: the spec's JSON Schema and docs come from here. */
 
-const Secret = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], {
-  description: 'A secret (use ${secrets.NAME}), or several during a key rotation: any one matching is enough.',
+const Secret = Type.Union([SecretType({ minLength: 1 }), Type.Array(SecretType({ minLength: 1 }), { minItems: 1 })], {
+  description: 'A secret reference (${secrets.NAME}), or several during a key rotation: any one matching is enough.',
 });
 
 const Cidrs = (description: string) =>
@@ -73,7 +73,7 @@ export const SignSchema = Type.Object(
       [Type.Literal('standard-webhooks'), Type.Literal('stripe'), Type.Literal('github'), Type.Literal('shopify'), Type.Literal('hmac'), Type.Literal('none')],
       { default: 'standard-webhooks' },
     ),
-    secret: Type.Optional(Type.String({ minLength: 1, description: 'The signing secret (`whsec_…` for Standard Webhooks). Use ${secrets.NAME}.' })),
+    secret: Type.Optional(SecretType({ minLength: 1, description: 'The signing secret (`whsec_…` for Standard Webhooks): a secret reference, ${secrets.NAME}.' })),
     algorithm: Type.Optional(Type.Union([Type.Literal('sha1'), Type.Literal('sha256'), Type.Literal('sha512')])),
     header: Type.Optional(Type.String()),
     encoding: Type.Optional(Type.Union([Type.Literal('hex'), Type.Literal('base64'), Type.Literal('base64url')])),
