@@ -162,6 +162,11 @@ export type StepResult = Message | Message[] | null | undefined;
 export interface StepContext extends ComponentContext {
   readonly signal: AbortSignal;
   /**
+   * For a step with a `settled` hook, in `process`: the same object for every message of one
+   * batch, another for the next batch (a step can tell whether two messages settle together).
+   */
+  readonly batch?: object;
+  /**
    * Hands messages this step made on its own (an aggregate window closed by a timer) to the
    * rest of the flow: they are persisted to the flow's inbox first, then run through the
    * steps after this one and the sinks. Ids must be stable: an id persisted again within

@@ -159,6 +159,9 @@ export class FlowRunner {
 
   private async runBatch(batch: Message[], passed: Map<number, { origin: number; msg: Message }[]>): Promise<BatchOutcome> {
     const n = batch.length;
+    // Steps with a settled hook see which batch a message belongs to.
+    const token = {};
+    const ctxs = this.o.steps.map((st, s) => (this.hooked[s] ? (Object.create(st.ctx, { batch: { value: token } }) as StepContext) : st.ctx));
     const produced = new Uint32Array(n);
     const dead: (DeadLetterInput & { origin: number })[] = [];
     const routed: Routed[] = [];
@@ -179,9 +182,9 @@ export class FlowRunner {
         const st = steps[s] as BuiltStep;
         let result: StepResult | Promise<StepResult>;
         try {
-          result = st.step.process(current, st.ctx);
+          result = st.step.process(current, ctxs[s] as StepContext);
         } catch (err) {
-          pending.push(this.retryStep(current, s, origin, err, batch, dead, run, note));
+          pending.push(this.retryStep(current, s, origin, err, batch, dead, run, note, ctxs[s] as StepContext));
           return;
         }
         if (isPromise<StepResult>(result)) {
@@ -193,7 +196,7 @@ export class FlowRunner {
                 note(at, origin, r);
                 this.continueWith(r, at + 1, origin, run);
               },
-              (err: unknown) => this.retryStep(input, at, origin, err, batch, dead, run, note),
+              (err: unknown) => this.retryStep(input, at, origin, err, batch, dead, run, note, ctxs[at] as StepContext),
             ),
           );
           return;
@@ -280,6 +283,7 @@ export class FlowRunner {
     dead: (DeadLetterInput & { origin: number })[],
     run: (m: Message, from: number, origin: number) => void,
     note: (s: number, origin: number, result: StepResult) => void,
+    ctx: StepContext,
   ): Promise<void> {
     const st = this.o.steps[s] as BuiltStep;
     let err = firstError;
@@ -290,7 +294,7 @@ export class FlowRunner {
       await this.sleep(this.o.backoff.delay(attempt));
       attempt++;
       try {
-        const r = await st.step.process(input, st.ctx);
+        const r = await st.step.process(input, ctx);
         note(s, origin, r);
         this.continueWith(r, s + 1, origin, run);
         return;

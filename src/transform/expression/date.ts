@@ -54,13 +54,25 @@ export function zoneOffset(ms: number, zone: string): number {
   return Math.round((asUtc - (ms - (ms % 1000 + 1000) % 1000)) / 60000);
 }
 
-/** The instant whose wall-clock time in `zone` is the given fields (UTC fields of `wallMs`). */
+const DAY_MS = 86_400_000;
+
+/**
+ * The instant whose wall-clock time in `zone` is the given fields (UTC fields of `wallMs`).
+ * A time that occurs twice (clocks set back) is the earlier instant; a time that does not
+ * exist (clocks set forward) is read with the offset in force before the change.
+ */
 export function fromWallClock(wallMs: number, zone: string): number {
   if (isFixedZone(zone)) return wallMs - fixedOffsetMin(zone) * 60000;
-  let guess = wallMs - zoneOffset(wallMs, zone) * 60000;
-  const off2 = zoneOffset(guess, zone);
-  guess = wallMs - off2 * 60000;
-  return guess;
+  const before = zoneOffset(wallMs - DAY_MS, zone);
+  const after = zoneOffset(wallMs + DAY_MS, zone);
+  // no change of offset within a day either side: the one offset holds
+  if (before === after) return wallMs - before * 60000;
+  const fits = (off: number): boolean => zoneOffset(wallMs - off * 60000, zone) === off;
+  const earlier = Math.max(before, after);
+  const later = Math.min(before, after);
+  if (fits(earlier)) return wallMs - earlier * 60000;
+  if (fits(later)) return wallMs - later * 60000;
+  return wallMs - before * 60000;
 }
 
 interface Fields {
@@ -165,12 +177,20 @@ function daysInMonth(y: number, mo: number): number {
   return (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28;
 }
 
+/** Date.UTC for every year: Date.UTC itself reads years 0–99 as 1900–1999. */
+function wallUtc(y: number, mo: number, d: number, h: number, mi: number, s: number, ms: number): number {
+  if (y >= 100) return Date.UTC(y, mo - 1, d, h, mi, s, ms);
+  const t = new Date(Date.UTC(2000, 0, 1, h, mi, s, ms));
+  t.setUTCFullYear(y, mo - 1, d);
+  return t.getTime();
+}
+
 function build(f: Fields, zone: string, text: unknown, format: string | undefined): number {
   if (f.epoch !== undefined) return f.epoch;
   const h = f.h + f.pm;
   if (!(f.mo >= 1 && f.mo <= 12 && f.d >= 1 && f.d <= 31 && h <= 23 && f.mi <= 59 && f.s <= 60)) throw invalid(text, format);
   if (f.d > daysInMonth(f.y, f.mo)) throw invalid(text, format);
-  const wall = Date.UTC(f.y, f.mo - 1, f.d, h, f.mi, f.s, f.ms);
+  const wall = wallUtc(f.y, f.mo, f.d, h, f.mi, f.s, f.ms);
   if (f.off !== undefined) return wall - f.off * 60000;
   return zone === 'UTC' ? wall : fromWallClock(wall, zone);
 }

@@ -1,5 +1,5 @@
 import { LIMITS } from './parse.js';
-import { FUNCTIONS, ITERATION_BUDGET, MAX_REGEX_INPUT, MAX_STRING, type FnDef } from './runtime.js';
+import { DEFAULT_DEADLINE_MS, FUNCTIONS, ITERATION_BUDGET, MAX_REGEX_INPUT, MAX_STRING, type FnDef } from './runtime.js';
 
 /**
  * The generated parts of docs/expressions.md: the function table and the limits, rendered
@@ -61,6 +61,7 @@ export function renderLimits(): string {
     `| nodes in the syntax tree | ${LIMITS.maxNodes} |`,
     `| lambdas nested inside one another | ${LIMITS.maxLambdaNesting} |`,
     `| array elements visited and lambda calls per evaluation | ${ITERATION_BUDGET.toLocaleString('en')} |`,
+    `| wall-clock time per evaluation (a mapping: per record; \`IX_EXPR_DEADLINE_MS\`) | ${DEFAULT_DEADLINE_MS.toLocaleString('en')} ms |`,
     `| length of a string a function or \`+\` builds | ${MAX_STRING.toLocaleString('en')} |`,
     `| length of the text a regular expression runs on | ${MAX_REGEX_INPUT.toLocaleString('en')} |`,
   ].join('\n');

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { IxError } from '../../core/errors.js';
-import { compileExpression, compileTemplate, ITERATION_BUDGET, LIMITS } from './index.js';
+import { compileExpression, compileTemplate, configureEvaluation, ITERATION_BUDGET, LIMITS } from './index.js';
 
 const rec = {
   name: '  Ada Lovelace ',
@@ -273,6 +273,29 @@ describe('expressions', () => {
       expect(compileExpression('count(a, x => x > 10)')({ payload: { a } })).toBe(1989);
     });
 
+    it('bounds time: a wall-clock deadline per evaluation, read every so many iterations', () => {
+      // a test clock that moves 10 ms each time it is read: no dependence on the machine's speed
+      let now = 0;
+      const before = configureEvaluation({ deadlineMs: 100, clock: () => (now += 10) });
+      try {
+        const a = Array.from({ length: 2000 }, (_, i) => i);
+        for (const backend of ['closure', 'codegen'] as const) {
+          const heavy = compileExpression('count(a, x => count(a, y => y > x) > 0)', { backend });
+          const start = now;
+          expect(() => heavy({ payload: { a } })).toThrow(/expression failed: evaluation took longer than its deadline of 100 ms/);
+          // it stopped at the first look at the clock past the deadline
+          expect(now - start).toBeLessThanOrEqual(120);
+          // the deadline is per evaluation: a light one after it passes
+          expect(compileExpression('count(a, x => x > 10)', { backend })({ payload: { a } })).toBe(1989);
+        }
+        expect(() => configureEvaluation({ deadlineMs: 0 })).toThrow(/positive number of milliseconds/);
+      } finally {
+        configureEvaluation(before);
+      }
+      // with the real clock and the default deadline, the same light evaluation passes
+      expect(compileExpression('count(a, x => x > 10)')({ payload: { a: Array.from({ length: 2000 }, (_, i) => i) } })).toBe(1989);
+    });
+
     it('fuzzed expressions cannot reach process, constructors or prototypes, and terminate', () => {
       const atoms = ['$', 'a', 'b', 'k', '$record', '$headers', 'process', 'global', 'this', 'Function', 'x', "'constructor'", "'__proto__'", "'prototype'", '1', "'s'", 'items', 'toString', 'valueOf', 'call', 'apply', 'bind'];
       const fns = ['trim', 'map', 'filter', 'sum', 'count', 'merge', 'parseJson', 'json', 'keys', 'values', 'concat', 'sort', 'lookup', 'eval', 'require', 'Function', 'constructor'];
@@ -289,44 +312,70 @@ describe('expressions', () => {
           fc.string({ maxLength: 12 }),
         ),
       }));
-      const payload = { a: { b: 1 }, b: 'constructor', k: '__proto__', x: 'prototype', items: [{ b: 1 }, 'constructor', [1]] };
-      fc.assert(
-        fc.property(gen.e, fc.constantFrom<'closure' | 'codegen'>('closure', 'codegen'), (src, backend) => {
-          let fn: ReturnType<typeof compileExpression>;
-          try {
-            fn = compileExpression(src, { backend });
-          } catch (err) {
-            expect(err).toBeInstanceOf(IxError);
-            return;
-          }
-          let out: unknown;
-          try {
-            out = fn({ payload, headers: {}, meta: {} });
-          } catch (err) {
-            expect(err).toBeInstanceOf(IxError);
-            return;
-          }
-          const seen = new Set<unknown>();
-          const visit = (v: unknown): void => {
-            if (v === null || typeof v !== 'object') {
-              expect(typeof v).not.toBe('function');
+      const payload = { a: { b: 1 }, b: 'constructor', k: '__proto__', x: 'prototype', items: [{ b: 1 }, 'constructor', [1]], big: Array.from({ length: 3000 }, (_, i) => i) };
+      // heavy shapes: nested iteration over a large array, so that the bounds are reached
+      const heavy = fc
+        .tuple(fc.constantFrom('map', 'filter', 'count', 'sum', 'sort', 'some'), fc.constantFrom('map', 'count', 'sum', 'filter'), gen.e)
+        .map(([f, g, b]) => `${f}(big, x => ${g}(big, y => ${b}))`);
+      // a test clock that moves 1 ms per read: an evaluation ends by the deadline at the
+      // latest after deadline / 1 ms reads of the clock, however slow the machine is
+      let now = 0;
+      const deadlineMs = 200;
+      const before = configureEvaluation({ deadlineMs, clock: () => ++now });
+      const ended = { value: 0, error: 0, deadline: 0, budget: 0 };
+      try {
+        fc.assert(
+          fc.property(fc.oneof({ weight: 9, arbitrary: gen.e }, { weight: 1, arbitrary: heavy }), fc.constantFrom<'closure' | 'codegen'>('closure', 'codegen'), (src, backend) => {
+            let fn: ReturnType<typeof compileExpression>;
+            try {
+              fn = compileExpression(src, { backend });
+            } catch (err) {
+              expect(err).toBeInstanceOf(IxError);
               return;
             }
-            if (seen.has(v)) return;
-            seen.add(v);
-            expect(v).not.toBe(process);
-            expect(v).not.toBe(globalThis);
-            expect(v).not.toBe(Object.prototype);
-            expect(v).not.toBe(Array.prototype);
-            for (const k of Object.keys(v)) visit((v as Record<string, unknown>)[k]);
-          };
-          expect(typeof out).not.toBe('function');
-          visit(out);
-          expect(({} as Record<string, unknown>)['k']).toBeUndefined();
-          expect(Object.getPrototypeOf(payload)).toBe(Object.prototype);
-        }),
-        { numRuns: 3000 },
-      );
+            let out: unknown;
+            const start = now;
+            try {
+              out = fn({ payload, headers: {}, meta: {} });
+            } catch (err) {
+              // a sandbox error, never anything else
+              expect(err).toBeInstanceOf(IxError);
+              expect((err as IxError).code).toBe('IX_EXPR_RUNTIME');
+              expect(now - start).toBeLessThanOrEqual(deadlineMs + 2);
+              ended.error++;
+              if (/deadline/.test((err as Error).message)) ended.deadline++;
+              if (/iterations in one evaluation/.test((err as Error).message)) ended.budget++;
+              return;
+            }
+            ended.value++;
+            expect(now - start).toBeLessThanOrEqual(deadlineMs + 2);
+            const seen = new Set<unknown>();
+            const visit = (v: unknown): void => {
+              if (v === null || typeof v !== 'object') {
+                expect(typeof v).not.toBe('function');
+                return;
+              }
+              if (seen.has(v)) return;
+              seen.add(v);
+              expect(v).not.toBe(process);
+              expect(v).not.toBe(globalThis);
+              expect(v).not.toBe(Object.prototype);
+              expect(v).not.toBe(Array.prototype);
+              for (const k of Object.keys(v)) visit((v as Record<string, unknown>)[k]);
+            };
+            expect(typeof out).not.toBe('function');
+            visit(out);
+            expect(({} as Record<string, unknown>)['k']).toBeUndefined();
+            expect(Object.getPrototypeOf(payload)).toBe(Object.prototype);
+          }),
+          { numRuns: 3000 },
+        );
+      } finally {
+        configureEvaluation(before);
+      }
+      // both ends were reached: values, and evaluations stopped by the deadline
+      expect(ended.value).toBeGreaterThan(100);
+      expect(ended.deadline).toBeGreaterThan(5);
     });
   });
 });

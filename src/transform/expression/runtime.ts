@@ -15,16 +15,62 @@ export const MAX_STRING = 1_000_000;
 /** Longest input a regular expression runs on. */
 export const MAX_REGEX_INPUT = 100_000;
 
-export const budget = { left: ITERATION_BUDGET };
+/** Wall-clock time one evaluation may take by default (a mapping: one record), in milliseconds. */
+export const DEFAULT_DEADLINE_MS = 1000;
+/** Iterations between two looks at the clock. */
+const CLOCK_EVERY = 1024;
 
+export interface EvaluationLimits {
+  /** Wall-clock milliseconds one evaluation may take. */
+  readonly deadlineMs: number;
+  /** The clock the deadline is read from (milliseconds; monotonic by default). */
+  readonly clock: () => number;
+}
+
+/** The deadline from IX_EXPR_DEADLINE_MS when set (milliseconds), else the default. */
+function deadlineFromEnv(): number {
+  const raw = process.env['IX_EXPR_DEADLINE_MS'];
+  if (raw === undefined || raw === '') return DEFAULT_DEADLINE_MS;
+  const ms = Number(raw);
+  if (!(Number.isFinite(ms) && ms > 0)) throw new RangeError(`IX_EXPR_DEADLINE_MS must be a positive number of milliseconds, got ${JSON.stringify(raw)}`);
+  return ms;
+}
+
+let limits: EvaluationLimits = { deadlineMs: deadlineFromEnv(), clock: () => performance.now() };
+
+/**
+ * Sets the wall-clock deadline of every evaluation (and, for tests, its clock); returns the
+ * limits in force before, to restore them.
+ */
+export function configureEvaluation(change: Partial<EvaluationLimits>): EvaluationLimits {
+  const before = limits;
+  if (change.deadlineMs !== undefined && !(Number.isFinite(change.deadlineMs) && change.deadlineMs > 0)) {
+    throw new RangeError(`the expression deadline must be a positive number of milliseconds, got ${String(change.deadlineMs)}`);
+  }
+  limits = { ...limits, ...change };
+  return before;
+}
+
+export const budget = { left: ITERATION_BUDGET, tick: 0, deadline: Infinity };
+
+/** Starts one evaluation: a full iteration budget and a deadline from now. */
 export function resetBudget(): void {
   budget.left = ITERATION_BUDGET;
+  budget.tick = CLOCK_EVERY;
+  budget.deadline = limits.clock() + limits.deadlineMs;
 }
 
 function spend(n: number): void {
   budget.left -= n;
   if (budget.left < 0) {
     throw new IxError('IX_EXPR_RUNTIME', { detail: `more than ${ITERATION_BUDGET} iterations in one evaluation` });
+  }
+  budget.tick -= n;
+  if (budget.tick <= 0) {
+    budget.tick = CLOCK_EVERY;
+    if (limits.clock() > budget.deadline) {
+      throw new IxError('IX_EXPR_RUNTIME', { detail: `evaluation took longer than its deadline of ${limits.deadlineMs} ms` });
+    }
   }
 }
 

@@ -96,7 +96,7 @@ export function compileMapping(plan: MappingPlan, resolve?: MappingResolver): Co
       const key = row.to[0] as string | number;
       return `o[${JSON.stringify(String(key))}] = v;`;
     }
-    return `${k(setIn)}(o, ${k(row.to)}, v, ${plan.keep});`;
+    return `${k(setIn)}(o, ${k(row.to)}, v);`;
   }
 
   function pathCode(path: Path): string {

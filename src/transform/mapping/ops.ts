@@ -5,7 +5,7 @@ import { describe, runtimeError, str } from '../expression/runtime.js';
 import { FUNCTIONS } from '../expression/runtime.js';
 import type { Path, RowPlan } from './plan.js';
 
-/** Shared by the compiled mapping and the reference interpreter: one meaning for each step. */
+/** The helpers of the compiled mapping (the reference interpreter has its own, written apart). */
 
 const toNumber = FUNCTIONS['number']?.impl as (v: unknown) => number | null;
 const toBoolean = FUNCTIONS['boolean']?.impl as (v: unknown) => boolean | null;
@@ -60,15 +60,19 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-/** Writes `v` at `path` in `o`, creating objects and arrays; never a forbidden key. */
-export function setIn(o: Record<string, unknown>, path: Path, v: unknown, copy: boolean): void {
+/**
+ * Writes `v` at `path` in `o`, creating objects and arrays; never a forbidden key. An object
+ * on the way is copied before it is written into: it may be the source's own (a row wrote
+ * `c` as it was, a later row writes `c.extra`), and the source is never changed.
+ */
+export function setIn(o: Record<string, unknown>, path: Path, v: unknown): void {
   let cur: Record<string, unknown> | unknown[] = o;
   for (let i = 0; i < path.length - 1; i++) {
     const seg = path[i] as string | number;
     const nextIsIndex = typeof path[i + 1] === 'number';
     let child = (cur as Record<string | number, unknown>)[seg];
     if (nextIsIndex ? !Array.isArray(child) : !isPlainObject(child)) child = nextIsIndex ? [] : {};
-    else if (copy) child = Array.isArray(child) ? [...child] : { ...(child as Record<string, unknown>) };
+    else child = Array.isArray(child) ? [...child] : { ...(child as Record<string, unknown>) };
     (cur as Record<string | number, unknown>)[seg] = child;
     cur = child as Record<string, unknown> | unknown[];
   }
