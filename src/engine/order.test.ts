@@ -3,7 +3,7 @@ import { permanent } from '../core/errors.js';
 import type { Message } from '../core/message.js';
 import { Outcome } from '../core/component.js';
 import { createRegistry } from '../app/registry.js';
-import { engineFromYaml } from '../testing/harness.js';
+import { engineFromYaml, type TestEngine } from '../testing/harness.js';
 import { feed, hooks, outcomesOf, receivedBy, registerMemory, resetMemory } from '../testing/memory.js';
 
 const registry = registerMemory(createRegistry());
@@ -61,27 +61,26 @@ describe('flow: per-key order', () => {
     await close?.();
     close = undefined;
   });
+  /** Runs the flow until its source is exhausted and everything settled. */
+  const runFlow = async (flow: string): Promise<TestEngine> => {
+    const t = await engineFromYaml(spec(flow), registry);
+    close = t.close;
+    t.engine.start();
+    await t.engine.done();
+    return t;
+  };
 
   it('without it, later messages of a key overtake earlier ones (concurrency > 1)', async () => {
     feed('src', items(['a'], 8));
     slowerFirst(2);
-    const t = await engineFromYaml(spec('source: { memory: { name: src } }\nbatchSize: 2\nconcurrency: 4\nsteps: [ { test: slow } ]\nsink: { memory: { name: out } }'), registry);
-    close = t.close;
-    t.engine.start();
-    await t.engine.done();
+    await runFlow('source: { memory: { name: src } }\nbatchSize: 2\nconcurrency: 4\nsteps: [ { test: slow } ]\nsink: { memory: { name: out } }');
     expect(ascending(byKey(receivedBy('out'))['a'] ?? [])).toBe(false);
   });
 
   it('with order: key, each key reaches the sink in arrival order while keys run concurrently', async () => {
     feed('src', items(['a', 'b', 'c'], 8));
     slowerFirst(1);
-    const t = await engineFromYaml(
-      spec('source: { memory: { name: src, keyField: k } }\nbatchSize: 2\nconcurrency: 4\norder: key\nsteps: [ { test: slow } ]\nsink: { memory: { name: out } }'),
-      registry,
-    );
-    close = t.close;
-    t.engine.start();
-    await t.engine.done();
+    const t = await runFlow('source: { memory: { name: src, keyField: k } }\nbatchSize: 2\nconcurrency: 4\norder: key\nsteps: [ { test: slow } ]\nsink: { memory: { name: out } }');
     const seen = byKey(receivedBy('out'));
     expect(seen).toEqual({ a: [1, 2, 3, 4, 5, 6, 7, 8], b: [1, 2, 3, 4, 5, 6, 7, 8], c: [1, 2, 3, 4, 5, 6, 7, 8] });
     expect(maxActive).toBeGreaterThan(1);
@@ -92,10 +91,7 @@ describe('flow: per-key order', () => {
   it('orders by an orderBy expression', async () => {
     feed('src', items(['x', 'y'], 6));
     slowerFirst(1);
-    const t = await engineFromYaml(spec('source: { memory: { name: src } }\nbatchSize: 1\nconcurrency: 4\norderBy: k\nsteps: [ { test: slow } ]\nsink: { memory: { name: out } }'), registry);
-    close = t.close;
-    t.engine.start();
-    await t.engine.done();
+    await runFlow('source: { memory: { name: src } }\nbatchSize: 1\nconcurrency: 4\norderBy: k\nsteps: [ { test: slow } ]\nsink: { memory: { name: out } }');
     expect(byKey(receivedBy('out'))).toEqual({ x: [1, 2, 3, 4, 5, 6], y: [1, 2, 3, 4, 5, 6] });
   });
 
@@ -106,15 +102,7 @@ describe('flow: per-key order', () => {
       const p = m.payload as Item;
       if (p.k === 'a' && p.n === 2 && fails-- > 0) throw new Error('temporarily down');
     });
-    const t = await engineFromYaml(
-      spec(
-        'source: { memory: { name: src, keyField: k } }\nbatchSize: 2\nconcurrency: 4\norder: key\nsink: { memory: { name: out } }\nerrors: { retry: { attempts: 5, initial: 200ms, max: 200ms, jitter: false } }',
-      ),
-      registry,
-    );
-    close = t.close;
-    t.engine.start();
-    await t.engine.done();
+    const t = await runFlow('source: { memory: { name: src, keyField: k } }\nbatchSize: 2\nconcurrency: 4\norder: key\nsink: { memory: { name: out } }\nerrors: { retry: { attempts: 5, initial: 200ms, max: 200ms, jitter: false } }');
     const got = receivedBy('out').map((m) => `${(m.payload as Item).k}${(m.payload as Item).n}`);
     expect(byKey(receivedBy('out'))).toEqual({ a: [1, 2, 3], b: [1, 2, 3] });
     // b went on while a2 waited for its retries.
@@ -131,15 +119,7 @@ describe('flow: per-key order', () => {
       if (p.k === 'a' && p.n === 2) throw new Error('always down');
       if (p.k === 'b' && p.n === 3) throw permanent('rejected');
     });
-    const t = await engineFromYaml(
-      spec(
-        'source: { memory: { name: src, keyField: k } }\nbatchSize: 3\nconcurrency: 3\norder: key\nsink: { memory: { name: out } }\nerrors: { retry: { attempts: 3, initial: 20ms, max: 20ms, jitter: false } }',
-      ),
-      registry,
-    );
-    close = t.close;
-    t.engine.start();
-    await t.engine.done();
+    const t = await runFlow('source: { memory: { name: src, keyField: k } }\nbatchSize: 3\nconcurrency: 3\norder: key\nsink: { memory: { name: out } }\nerrors: { retry: { attempts: 3, initial: 20ms, max: 20ms, jitter: false } }');
     expect(byKey(receivedBy('out'))).toEqual({ a: [1, 3, 4], b: [1, 2, 4] });
     // Every attempt of a2 came before a3 was tried.
     expect(log.filter((x) => x === 'a2')).toHaveLength(3);
@@ -156,13 +136,7 @@ describe('flow: per-key order', () => {
   it('filtered messages release their key at once; messages without a key are not held back', async () => {
     feed('src', [{ k: 'a', n: 1 }, { n: 2 }, { k: 'a', n: 3, drop: true }, { k: 'a', n: 4 }, { n: 5 }]);
     hooks.set('drop', (m: Message) => ((m.payload as { drop?: boolean }).drop ? null : m));
-    const t = await engineFromYaml(
-      spec('source: { memory: { name: src, keyField: k } }\nbatchSize: 2\nconcurrency: 2\norder: key\nsteps: [ { test: drop } ]\nsink: { memory: { name: out } }'),
-      registry,
-    );
-    close = t.close;
-    t.engine.start();
-    await t.engine.done();
+    const t = await runFlow('source: { memory: { name: src, keyField: k } }\nbatchSize: 2\nconcurrency: 2\norder: key\nsteps: [ { test: drop } ]\nsink: { memory: { name: out } }');
     expect(receivedBy('out').map((m) => (m.payload as Item).n).sort()).toEqual([1, 2, 4, 5]);
     expect(t.engine.stats()['f']).toMatchObject({ in: 5, out: 4, filtered: 1 });
   });
