@@ -13,7 +13,8 @@ import { connect as amqpConnect } from 'amqplib';
 import { jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
-import { connectAsync as mqttConnect, type MqttClient } from 'mqtt';
+import kafkajs from 'kafkajs';
+import { connect as mqttConnectSync, connectAsync as mqttConnect, type IPublishPacket, type MqttClient, type Packet } from 'mqtt';
 import { connect as tcpConnect } from 'node:net';
 import { startApp } from '../src/app/app.js';
 import { createRegistry } from '../src/app/registry.js';
@@ -33,7 +34,7 @@ const MAP_STEP = { map: { fields: [{ from: 'n', to: 'id' }, { from: 'name', to: 
 
 /** One broker: prefill an input, then run `ours` (the engine) or the raw loop until the output holds `count`. */
 interface Side {
-  /** Seconds until every message reached the output (prefill excluded; MQTT times from the first publish). */
+  /** Seconds until every message reached the output (prefill excluded). */
   ours(count: number): Promise<number>;
   baseline(count: number): Promise<number>;
 }
@@ -69,23 +70,18 @@ function registry(): ReturnType<typeof createRegistry> {
 }
 
 /** Runs the engine on a spec with one flow until `done()` holds; returns seconds. */
-async function runEngine(source: unknown, sink: unknown, done: () => Promise<boolean>, what: string, before?: () => Promise<void>): Promise<number> {
+async function runEngine(source: unknown, sink: unknown, done: () => Promise<boolean>, what: string): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'ix-bench-brokers-'));
   const spec = join(dir, 'spec.yaml');
   writeFileSync(
     spec,
-    JSON.stringify({ version: 1, admin: { enabled: false }, flows: { bench: { batchSize: 250, concurrency: 4, source, steps: [MAP_STEP], sink } } }),
+    JSON.stringify({ version: 1, admin: { enabled: false }, flows: { bench: { batchSize: ENGINE_BATCH, concurrency: ENGINE_CONCURRENCY, source, steps: [MAP_STEP], sink } } }),
   );
   const reg = registry();
-  // prefilled inputs: timed from before start-up (the engine consumes as soon as it starts);
-  // live inputs (MQTT): from the first publish
-  let t0 = performance.now();
+  // prefilled inputs: timed from before start-up (the engine consumes as soon as it starts)
+  const t0 = performance.now();
   const app = await startApp({ specFile: spec, store: `sqlite:${join(dir, 'state.db')}`, logger: silentLogger, registry: reg });
   try {
-    if (before) {
-      await before();
-      t0 = performance.now();
-    }
     await waitFor(done, 300_000, what);
     return (performance.now() - t0) / 1000;
   } finally {
@@ -96,6 +92,10 @@ async function runEngine(source: unknown, sink: unknown, done: () => Promise<boo
 
 const uid = (): string => randomUUID().slice(0, 8);
 const PREFETCH = 1000;
+/** The flow's batch size and concurrency, which the raw loops match where they batch. */
+const ENGINE_BATCH = 250;
+const ENGINE_CONCURRENCY = 4;
+const REDIS_READ = 500;
 
 function rabbit(): Side {
   const URL = 'amqp://guest:guest@127.0.0.1:5672';
@@ -262,7 +262,7 @@ function redis(): Side {
       const q = await prep(count);
       try {
         return await runEngine(
-          { 'redis-stream': { url: URL, stream: q.input, group: 'ix', count: 500, maxInFlight: PREFETCH * 2, block: '100ms' } },
+          { 'redis-stream': { url: URL, stream: q.input, group: 'ix', count: REDIS_READ, maxInFlight: PREFETCH * 2, block: '100ms' } },
           { 'redis-stream': { url: URL, stream: q.output } },
           async () => (await q.outCount()) >= count,
           'redis output',
@@ -273,24 +273,51 @@ function redis(): Side {
     },
     async baseline(count) {
       const q = await prep(count);
+      // The same shape as ours: a reader connection reading COUNT 500 while fewer than
+      // maxInFlight entries are unacknowledged, batches of the flow's size written by a
+      // pipeline on a second connection, four at a time, each acked (XACK on a third) only after
+      // its XADDs were answered.
       const rd = new Redis(URL);
+      const wr = new Redis(URL);
+      const ak = new Redis(URL);
       try {
         await rd.xgroup('CREATE', q.input, 'raw', '0');
         let done = 0;
+        let held = 0;
+        let running = 0;
+        const slots: (() => void)[] = [];
+        const writes: Promise<void>[] = [];
+        const write = async (entries: [string, string[]][]): Promise<void> => {
+          while (running >= ENGINE_CONCURRENCY) await new Promise<void>((r) => slots.push(r));
+          running++;
+          try {
+            const p = wr.pipeline();
+            for (const [, f] of entries) p.xadd(q.output, '*', 'payload', JSON.stringify(mapJs(JSON.parse(f[f.indexOf('payload') + 1] as string) as Record_)), 'ix-id', f[f.indexOf('ix-id') + 1] as string);
+            await p.exec();
+            await ak.xack(q.input, 'raw', ...entries.map((e) => e[0]));
+            held -= entries.length;
+            done += entries.length;
+          } finally {
+            running--;
+            slots.shift()?.();
+          }
+        };
         const t0 = performance.now();
-        while (done < count) {
-          const res = (await rd.xreadgroup('GROUP', 'raw', 'c1', 'COUNT', 500, 'BLOCK', 100, 'STREAMS', q.input, '>')) as [string, [string, string[]][]][] | null;
+        while (done + held < count) {
+          if (held + REDIS_READ > PREFETCH * 2) {
+            await new Promise((r) => setTimeout(r, 1));
+            continue;
+          }
+          const res = (await rd.xreadgroup('GROUP', 'raw', 'c1', 'COUNT', REDIS_READ, 'BLOCK', 100, 'STREAMS', q.input, '>')) as [string, [string, string[]][]][] | null;
           if (!res) continue;
           const entries = res[0]?.[1] ?? [];
-          const p = rd.pipeline();
-          for (const [, f] of entries) p.xadd(q.output, '*', 'payload', JSON.stringify(mapJs(JSON.parse(f[f.indexOf('payload') + 1] as string) as Record_)), 'ix-id', f[f.indexOf('ix-id') + 1] as string);
-          await p.exec();
-          await rd.xack(q.input, 'raw', ...entries.map((e) => e[0]));
-          done += entries.length;
+          held += entries.length;
+          for (let i = 0; i < entries.length; i += ENGINE_BATCH) writes.push(write(entries.slice(i, i + ENGINE_BATCH)));
         }
+        await Promise.all(writes);
         return (performance.now() - t0) / 1000;
       } finally {
-        await rd.quit();
+        await Promise.all([rd.quit(), wr.quit(), ak.quit()]);
         await q.cleanup();
       }
     },
@@ -299,15 +326,26 @@ function redis(): Side {
 
 function mqtt(): Side {
   const URL = 'mqtt://127.0.0.1:1883';
-  // The broker queues at most 1000 messages per session (mosquitto's default): publish while subscribed.
-  const publishAll = async (pub: MqttClient, topic: string, count: number): Promise<void> => {
-    for (let i = 0; i < count; i += 10) {
+  // Both sides drain a prefilled persistent session: timing a live publisher would time the
+  // publisher (its QoS 1 window), the same for both, and pin the ratio near 1. Mosquitto keeps
+  // at most 1000 messages for a session while its client is away, so counts stay below that.
+  const prefill = async (clientId: string, topic: string, count: number): Promise<void> => {
+    const session = await mqttConnect(URL, { clientId, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 } });
+    await session.subscribeAsync(topic, { qos: 1 });
+    await session.endAsync();
+    const pub = await mqttConnect(URL, { protocolVersion: 5 });
+    for (let i = 0; i < count; i += 50) {
       await Promise.all(
-        Array.from({ length: Math.min(10, count - i) }, (_, k) =>
+        Array.from({ length: Math.min(50, count - i) }, (_, k) =>
           pub.publishAsync(topic, JSON.stringify(record(i + k)), { qos: 1, properties: { userProperties: { 'ix-id': `m${i + k}` } } }),
         ),
       );
     }
+    await pub.endAsync();
+  };
+  const dropSession = async (clientId: string): Promise<void> => {
+    const c = await mqttConnect(URL, { clientId, clean: true, protocolVersion: 5 });
+    await c.endAsync();
   };
   const collector = async (topic: string): Promise<{ c: MqttClient; got: () => number }> => {
     let got = 0;
@@ -319,49 +357,150 @@ function mqtt(): Side {
   return {
     async ours(count) {
       const base = `ix-bench-${uid()}`;
-      const pub = await mqttConnect(URL, { protocolVersion: 5 });
-      const out = await collector(`${base}/out`);
       const clientId = `ix-bench-${uid()}`;
+      const out = await collector(`${base}/out`);
+      await prefill(clientId, `${base}/in`, count);
       try {
         return await runEngine(
-          { mqtt: { url: URL, topics: [`${base}/in`], clientId, qos: 1 } },
+          { mqtt: { url: URL, topics: [`${base}/in`], clientId, qos: 1, clean: false } },
           { mqtt: { url: URL, topic: `${base}/out`, qos: 1 } },
           async () => out.got() >= count,
           'mqtt output',
-          async () => {
-            await new Promise((r) => setTimeout(r, 300));
-            void publishAll(pub, `${base}/in`, count);
-          },
         );
       } finally {
-        await pub.endAsync();
         await out.c.endAsync();
-        const c = await mqttConnect(URL, { clientId, clean: true, protocolVersion: 5 });
-        await c.endAsync();
+        await dropSession(clientId);
       }
     },
     async baseline(count) {
       const base = `ix-bench-${uid()}`;
-      const pub = await mqttConnect(URL, { protocolVersion: 5 });
+      const clientId = `ix-bench-raw-${uid()}`;
       const out = await collector(`${base}/out`);
+      await prefill(clientId, `${base}/in`, count);
+      const t0 = performance.now();
       const outPub = await mqttConnect(URL, { protocolVersion: 5 });
-      const sub = await mqttConnect(URL, { protocolVersion: 5, clientId: `ix-bench-raw-${uid()}`, clean: false });
+      // handlers before the connection opens: the resumed session delivers right after CONNACK
+      const sub = mqttConnectSync(URL, { protocolVersion: 5, clientId, clean: false, properties: { sessionExpiryInterval: 3600 } });
       try {
-        // same ack mode: the PUBACK for an input goes out only after its output was acknowledged
-        sub.handleMessage = (packet, cb) => {
-          const body = JSON.stringify(mapJs(JSON.parse((packet as { payload: Buffer }).payload.toString()) as Record_));
-          outPub.publishAsync(`${base}/out`, body, { qos: 1 }).then(
-            () => cb(),
-            (err: Error) => cb(err),
-          );
+        // Same ack mode as ours: the PUBACK for an input goes out only after its output was
+        // acknowledged, while the client reads on (the broker's in-flight window, not one
+        // message at a time: mqtt.js's handleMessage would hold the whole stream until its
+        // callback, which would slow the raw side, not the broker).
+        type Send = (packet: Packet, cb?: (err?: Error) => void) => void;
+        const raw = sub as unknown as { _sendPacket: Send };
+        const send = raw._sendPacket.bind(sub);
+        const outputs = new Map<number, Promise<unknown>>();
+        raw._sendPacket = (packet, cb) => {
+          const mid = (packet as { messageId?: number }).messageId;
+          const pending = packet.cmd === 'puback' && mid !== undefined ? outputs.get(mid) : undefined;
+          if (!pending) return send(packet, cb);
+          outputs.delete(mid as number);
+          cb?.();
+          void pending.then(() => send(packet));
         };
-        await sub.subscribeAsync(`${base}/in`, { qos: 1 });
-        const t0 = performance.now();
-        void publishAll(pub, `${base}/in`, count);
+        sub.handleMessage = (packet, cb) => {
+          const p = packet as IPublishPacket;
+          const body = JSON.stringify(mapJs(JSON.parse(p.payload.toString()) as Record_));
+          if (p.messageId !== undefined) outputs.set(p.messageId, outPub.publishAsync(`${base}/out`, body, { qos: 1 }));
+          cb();
+        };
         await waitFor(async () => out.got() >= count, 300_000, 'raw mqtt output');
         return (performance.now() - t0) / 1000;
       } finally {
-        await Promise.all([pub.endAsync(), out.c.endAsync(), outPub.endAsync(), sub.endAsync()]);
+        await Promise.all([out.c.endAsync(), outPub.endAsync(), sub.endAsync()]);
+        await dropSession(clientId);
+      }
+    },
+  };
+}
+
+function kafka(brokers: string[]): Side {
+  const client = new kafkajs.Kafka({ clientId: 'ix-bench', brokers, logLevel: kafkajs.logLevel.NOTHING });
+  const PARTITIONS = 4;
+  const prep = async (count: number) => {
+    const input = `ix-bench-in-${uid()}`;
+    const output = `ix-bench-out-${uid()}`;
+    const admin = client.admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic: input, numPartitions: PARTITIONS }, { topic: output, numPartitions: PARTITIONS }], waitForLeaders: true });
+    const producer = client.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    for (let i = 0; i < count; i += 1000) {
+      const messages = [];
+      for (let n = i; n < Math.min(count, i + 1000); n++) messages.push({ key: String(n % 16), value: JSON.stringify(record(n)), headers: { 'ix-id': `m${n}` } });
+      await producer.send({ topic: input, acks: -1, messages });
+    }
+    await producer.disconnect();
+    const outCount = async (): Promise<number> => {
+      const offsets = await admin.fetchTopicOffsets(output);
+      return offsets.reduce((sum, o) => sum + Number(o.high) - Number(o.low), 0);
+    };
+    return {
+      input,
+      output,
+      outCount,
+      cleanup: async () => {
+        await admin.deleteTopics({ topics: [input, output] }).catch(() => undefined);
+        await admin.disconnect();
+      },
+    };
+  };
+  return {
+    async ours(count) {
+      const q = await prep(count);
+      try {
+        return await runEngine(
+          { kafka: { brokers, topics: [q.input], groupId: `${q.input}-ix` } },
+          { kafka: { brokers, topic: q.output } },
+          async () => (await q.outCount()) >= count,
+          'kafka output',
+        );
+      } finally {
+        await q.cleanup();
+      }
+    },
+    async baseline(count) {
+      const q = await prep(count);
+      // The same ack mode as ours: per partition batch, an idempotent send with acks: all, then
+      // the offset committed; one batch of the flow's size at a time, as our source does.
+      const producer = client.producer({ idempotent: true, maxInFlightRequests: 1 });
+      const consumer = client.consumer({ groupId: `${q.input}-raw` });
+      try {
+        const t0 = performance.now();
+        await Promise.all([producer.connect(), consumer.connect()]);
+        await consumer.subscribe({ topics: [q.input], fromBeginning: true });
+        let done = 0;
+        const finished = new Promise<void>((resolve) => {
+          void consumer.run({
+            autoCommit: false,
+            eachBatchAutoResolve: false,
+            eachBatch: async ({ batch, heartbeat }) => {
+              for (let i = 0; i < batch.messages.length; i += ENGINE_BATCH) {
+                const slice = batch.messages.slice(i, i + ENGINE_BATCH);
+                await producer.send({
+                  topic: q.output,
+                  acks: -1,
+                  messages: slice.map((m) => ({
+                    ...(m.key ? { key: m.key } : {}),
+                    value: JSON.stringify(mapJs(JSON.parse(m.value?.toString() ?? 'null') as Record_)),
+                    headers: { 'ix-id': String(m.headers?.['ix-id'] ?? '') },
+                  })),
+                });
+                const last = slice[slice.length - 1] as { offset: string };
+                await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() }]);
+                await heartbeat();
+                done += slice.length;
+                if (done >= count) resolve();
+              }
+            },
+          });
+        });
+        await finished;
+        return (performance.now() - t0) / 1000;
+      } finally {
+        await consumer.disconnect().catch(() => undefined);
+        await producer.disconnect().catch(() => undefined);
+        await q.cleanup();
       }
     },
   };
@@ -375,11 +514,13 @@ export const brokersBench: Bench = {
       ['rabbitmq', 5672, quick ? 4000 : 20000, rabbit],
       ['nats', 4222, quick ? 4000 : 20000, nats],
       ['redis', 6379, quick ? 4000 : 20000, redis],
-      ['mqtt', 1883, quick ? 600 : 2000, mqtt],
+      ['mqtt', 1883, quick ? 600 : 900, mqtt],
     ];
+    const kafkaBrokers = (process.env['KAFKA_BROKERS'] ?? '').split(',').filter((x) => x.length > 0);
+    if (kafkaBrokers.length > 0) sides.push(['kafka', 0, quick ? 4000 : 20000, () => kafka(kafkaBrokers)]);
     const results: BenchResult[] = [];
     for (const [name, port, count, make] of sides) {
-      if (!(await up(port))) {
+      if (port !== 0 && !(await up(port))) {
         console.log(`${name}: not reachable on 127.0.0.1:${port}, skipped`);
         continue;
       }
@@ -408,7 +549,7 @@ export const brokersBench: Bench = {
       console.log(`${name}: ours ${r.ours} msgs/s, raw client ${r.baseline} msgs/s, ratio ${r.ratio}`);
       results.push(r);
     }
-    if (!process.env['KAFKA_BROKERS']) console.log('kafka: KAFKA_BROKERS is not set, skipped (no broker on this machine)');
+    if (kafkaBrokers.length === 0) console.log('kafka: KAFKA_BROKERS is not set, skipped (no broker on this machine)');
     return results;
   },
 };

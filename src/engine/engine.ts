@@ -15,6 +15,7 @@ import { FlowRunner, type BuiltSink, type BuiltStep, type FlowStats } from './fl
 import { EngineMetrics } from './metrics.js';
 import { Persister } from './persister.js';
 import { ResourceTable } from './resources.js';
+import { compileExpression, type Expression } from '../transform/index.js';
 
 export interface EngineOptions {
   readonly loaded: LoadedSpec;
@@ -172,6 +173,19 @@ export class Engine {
     } catch (err) {
       throw loaded.errorAt([...flow.path, 'errors'], err);
     }
+    let orderKey: ((msg: Message) => string | undefined) | undefined;
+    if (flow.orderBy !== undefined) {
+      let expr: Expression;
+      try {
+        expr = compileExpression(flow.orderBy, { now: () => this.clock.now() });
+      } catch (err) {
+        throw loaded.errorAt([...flow.path, 'orderBy'], err);
+      }
+      orderKey = (msg) => {
+        const v = expr(msg);
+        return v === null || v === undefined ? undefined : typeof v === 'string' ? v : JSON.stringify(v);
+      };
+    } else if (flow.order === 'key') orderKey = (msg) => msg.key;
     const state: FlowState = {
       spec: flow,
       source,
@@ -190,6 +204,7 @@ export class Engine {
         steps,
         sinks,
         concurrency: flow.concurrency,
+        orderKey,
         backoff,
         deadLetter: flow.errors.deadLetter,
         store: this.o.store,

@@ -34,6 +34,12 @@ export interface FlowRunnerOptions {
   readonly steps: readonly BuiltStep[];
   readonly sinks: readonly BuiltSink[];
   readonly concurrency: number;
+  /**
+   * Per-key order: the ordering key of a message (undefined: none). Messages with one key
+   * are processed and handed to the sinks one after another, in arrival order; a message
+   * being retried holds back the later ones of its key; different keys run concurrently.
+   */
+  readonly orderKey?: ((msg: Message) => string | undefined) | undefined;
   readonly backoff: Backoff;
   readonly deadLetter: boolean;
   readonly store: Store;
@@ -49,6 +55,37 @@ export interface FlowRunnerOptions {
 interface Routed {
   readonly msg: Message;
   readonly origin: number;
+}
+
+/** A batch emitted under per-key order: it settles when each of its messages has. */
+interface Ticket {
+  readonly outcomes: Outcome[];
+  remaining: number;
+  done: boolean;
+  resolve(o: BatchOutcome): void;
+  reject(err: unknown): void;
+}
+
+/** One message waiting in (or at the head of) its key's lane. */
+interface Slot {
+  readonly msg: Message;
+  readonly ticket: Ticket;
+  readonly index: number;
+}
+
+/** Called by a batch run as soon as one message settled (before the rest of its batch). */
+type Release = (origin: number, outcome: Outcome) => void;
+
+function summarize(outcomes: readonly Outcome[]): BatchOutcome {
+  let delivered = 0;
+  let filtered = 0;
+  let deadLettered = 0;
+  for (const o of outcomes) {
+    if (o === Outcome.Delivered) delivered++;
+    else if (o === Outcome.Filtered) filtered++;
+    else deadLettered++;
+  }
+  return { outcomes, delivered, filtered, deadLettered };
 }
 
 function isPromise<T>(v: unknown): v is Promise<T> {
@@ -78,6 +115,14 @@ export class FlowRunner {
   /** Per step: whether it has a `settled` hook. */
   private readonly hooked: readonly boolean[];
 
+  // Per-key order: queued messages by key (the head is running while its key is busy).
+  private readonly lanes = new Map<string, Slot[]>();
+  private readonly busyLanes = new Set<string>();
+  /** Keys whose head can start, oldest first. */
+  private readonly readyLanes: string[] = [];
+  private waves = 0;
+  private unkeyed = 0;
+
   constructor(options: FlowRunnerOptions) {
     this.o = options;
     this.hooked = options.steps.map((s) => typeof s.step.settled === 'function');
@@ -104,7 +149,7 @@ export class FlowRunner {
     if (this.o.hardStop.aborted) throw new IxError('IX_ENGINE_SHUTDOWN');
     this.inFlight++;
     this.mInFlight.inc();
-    const settled = this.process(batch).finally(() => {
+    const settled = (this.o.orderKey ? this.enqueue(batch, this.o.orderKey) : this.process(batch)).finally(() => {
       this.inFlight--;
       this.mInFlight.dec();
       this.waiters.shift()?.();
@@ -120,7 +165,96 @@ export class FlowRunner {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  private async process(batch: Message[]): Promise<BatchOutcome> {
+  /** Per-key order: queues the batch's messages in their keys' lanes; settles when all did. */
+  private enqueue(batch: Message[], keyOf: (msg: Message) => string | undefined): Promise<BatchOutcome> {
+    if (batch.length === 0) return Promise.resolve(summarize([]));
+    return new Promise<BatchOutcome>((resolve, reject) => {
+      const ticket: Ticket = { outcomes: new Array<Outcome>(batch.length), remaining: batch.length, done: false, resolve, reject };
+      for (const [index, msg] of batch.entries()) {
+        let key: string | undefined;
+        try {
+          key = keyOf(msg);
+        } catch {
+          key = undefined; // No key: unordered (an expression that fails on this message).
+        }
+        // A message without a key waits for nobody: it gets a lane of its own.
+        const lane = key === undefined ? `\u0000${this.unkeyed++}` : `k:${key}`;
+        let queue = this.lanes.get(lane);
+        if (!queue) {
+          this.lanes.set(lane, (queue = []));
+          this.readyLanes.push(lane);
+        }
+        queue.push({ msg, ticket, index });
+      }
+      this.pump();
+    });
+  }
+
+  /** Starts batches of lane heads (one message per key) while there is room. */
+  private pump(): void {
+    while (this.waves < this.o.concurrency && this.readyLanes.length > 0) {
+      const keys = this.readyLanes.splice(0);
+      const heads: Slot[] = [];
+      for (const key of keys) {
+        this.busyLanes.add(key);
+        heads.push((this.lanes.get(key) as Slot[])[0] as Slot);
+      }
+      const released = new Uint8Array(heads.length);
+      const advance = (i: number, outcome: Outcome): void => {
+        if (released[i] === 1) return;
+        released[i] = 1;
+        const key = keys[i] as string;
+        const queue = this.lanes.get(key) as Slot[];
+        const slot = queue.shift() as Slot;
+        this.busyLanes.delete(key);
+        if (queue.length > 0) this.readyLanes.push(key);
+        else this.lanes.delete(key);
+        const t = slot.ticket;
+        if (t.done) return;
+        t.outcomes[slot.index] = outcome;
+        if (--t.remaining === 0) {
+          t.done = true;
+          t.resolve(summarize(t.outcomes));
+        }
+      };
+      this.waves++;
+      this.process(
+        heads.map((h) => h.msg),
+        (origin, outcome) => {
+          advance(origin, outcome);
+          this.pump();
+        },
+      )
+        .then(
+          (res) => {
+            for (let i = 0; i < heads.length; i++) advance(i, res.outcomes[i] as Outcome);
+          },
+          (err: unknown) => {
+            // The batch failed as a whole: what waits behind its unsettled messages fails too
+            // (it will be delivered again after them), so no later message overtakes them.
+            for (let i = 0; i < heads.length; i++) {
+              if (released[i] === 1) continue;
+              released[i] = 1;
+              const key = keys[i] as string;
+              for (const slot of this.lanes.get(key) ?? []) {
+                if (!slot.ticket.done) {
+                  slot.ticket.done = true;
+                  slot.ticket.reject(err);
+                }
+              }
+              this.lanes.delete(key);
+              this.busyLanes.delete(key);
+            }
+          },
+        )
+        .finally(() => {
+          this.waves--;
+          this.pump();
+        });
+    }
+  }
+
+  private async process(batch: Message[], release?: Release): Promise<BatchOutcome> {
     const n = batch.length;
     this.stats.in += n;
     this.mIn.inc(n);
@@ -128,7 +262,7 @@ export class FlowRunner {
     const passed = new Map<number, { origin: number; msg: Message }[]>();
     let result: BatchOutcome;
     try {
-      result = await this.runBatch(batch, passed);
+      result = await this.runBatch(batch, passed, release);
     } catch (err) {
       // The batch will be delivered again: the hooks learn their messages did not settle.
       await this.settle(passed, undefined).catch((e: unknown) => this.o.logger.warn({ flow: this.name, err: errorMessage(e) }, 'step settled hook failed'));
@@ -157,7 +291,7 @@ export class FlowRunner {
     );
   }
 
-  private async runBatch(batch: Message[], passed: Map<number, { origin: number; msg: Message }[]>): Promise<BatchOutcome> {
+  private async runBatch(batch: Message[], passed: Map<number, { origin: number; msg: Message }[]>, release?: Release): Promise<BatchOutcome> {
     const n = batch.length;
     // Steps with a settled hook see which batch a message belongs to.
     const token = {};
@@ -228,9 +362,24 @@ export class FlowRunner {
     }
     while (pending.length > 0) await Promise.all(pending.splice(0));
 
+    // Under per-key order, a message is released as soon as every sink accepted what it
+    // produced (or it produced nothing), so the next of its key need not wait for the
+    // batch's retries. Dead letters are released with the batch, once they are stored.
+    let accepted: ((origin: number) => void) | undefined;
+    if (release) {
+      const owed = new Uint32Array(n);
+      const deadAt = new Uint8Array(n);
+      for (const d of dead) deadAt[d.origin] = 1;
+      if (this.o.sinks.length > 0) for (const r of routed) owed[r.origin] = (owed[r.origin] as number) + this.o.sinks.length;
+      for (let i = 0; i < n; i++) if (deadAt[i] === 0 && owed[i] === 0 && (produced[i] as number) === 0) release(i, Outcome.Filtered);
+      accepted = (origin) => {
+        if ((owed[origin] = (owed[origin] as number) - 1) === 0 && deadAt[origin] === 0) release(origin, Outcome.Delivered);
+      };
+    }
+
     // Sinks: each gets every routed message; failures are retried per item, then dead-lettered.
     if (routed.length > 0) {
-      await Promise.all(this.o.sinks.map((sink, k) => this.deliver(sink, k, routed, batch, dead)));
+      await Promise.all(this.o.sinks.map((sink, k) => this.deliver(sink, k, routed, batch, dead, accepted)));
     }
 
     if (dead.length > 0) {
@@ -313,7 +462,14 @@ export class FlowRunner {
     });
   }
 
-  private async deliver(sink: BuiltSink, k: number, routed: Routed[], batch: Message[], dead: (DeadLetterInput & { origin: number })[]): Promise<void> {
+  private async deliver(
+    sink: BuiltSink,
+    k: number,
+    routed: Routed[],
+    batch: Message[],
+    dead: (DeadLetterInput & { origin: number })[],
+    accepted?: (origin: number) => void,
+  ): Promise<void> {
     let items = routed;
     let attempt = 1;
     const meter = this.mSink[k];
@@ -329,6 +485,7 @@ export class FlowRunner {
         failed = new Map(items.map((_r, i) => [i, err]));
       }
       meter?.inc(items.length - failed.size);
+      if (accepted) for (const [i, r] of items.entries()) if (!failed.has(i)) accepted(r.origin);
       if (failed.size === 0) return;
       const retry: Routed[] = [];
       for (const [i, err] of failed) {

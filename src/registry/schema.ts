@@ -86,6 +86,13 @@ export function flowSchema(registry: Registry): JsonSchema {
       },
       concurrency: { type: 'integer', minimum: 1, maximum: 4096, default: 4, description: 'Batches in flight at once.' },
       batchSize: { type: 'integer', minimum: 1, maximum: 100000, default: 500, description: 'Messages per batch.' },
+      order: {
+        enum: ['none', 'key'],
+        default: 'none',
+        description:
+          'Per-key order. With key, messages with the same key are processed and handed to the sinks one after another in arrival order (a message being retried holds back the later ones of its key) while different keys run concurrently. The key is the message key, or orderBy. Messages without a key are not ordered.',
+      },
+      orderBy: { type: 'string', description: 'An expression giving the ordering key (for example customer.id); implies order: key. Default: the message key ($key).' },
       errors: errorPolicySchema,
     },
   };

@@ -450,9 +450,11 @@ function shape(value: Record<string, unknown>): Spec {
       sinks,
       concurrency: raw['concurrency'] as number,
       batchSize: raw['batchSize'] as number,
+      order: typeof raw['orderBy'] === 'string' ? 'key' : ((raw['order'] as 'none' | 'key' | undefined) ?? 'none'),
       errors: raw['errors'] as ErrorPolicy,
       path: base,
     };
+    if (typeof raw['orderBy'] === 'string') (flow as { orderBy?: string }).orderBy = raw['orderBy'];
     if (typeof raw['description'] === 'string') (flow as { description?: string }).description = raw['description'];
     flows.push(flow);
   }

@@ -30,6 +30,10 @@ export interface FlowSpec {
   readonly sinks: readonly ComponentSpec[];
   readonly concurrency: number;
   readonly batchSize: number;
+  /** Per-key order: `key` orders by the message key or by `orderBy`. */
+  readonly order: 'none' | 'key';
+  /** The ordering key as an expression (implies `order: key`). */
+  readonly orderBy?: string;
   readonly errors: ErrorPolicy;
   readonly path: SpecPath;
 }

@@ -38,14 +38,17 @@ export function registerMemory(registry: Registry): Registry {
     defineSource({
       kind: 'memory',
       summary: 'Test source.',
-      config: Type.Object({ name: Type.String() }),
+      config: Type.Object({ name: Type.String(), keyField: Type.Optional(Type.String({ description: 'The payload field that gives the message key.' })) }),
       create: (config): Source => ({
         async run(ctx: SourceContext) {
           const payloads = feeds.get(config.name) ?? [];
           const acks: Promise<unknown>[] = [];
           for (let i = 0; i < payloads.length; i += ctx.batchSize) {
             if (ctx.signal.aborted) break;
-            const batch = payloads.slice(i, i + ctx.batchSize).map((p, j) => createMessage({ id: `${config.name}-${i + j + 1}`, payload: p }));
+            const batch = payloads.slice(i, i + ctx.batchSize).map((p, j) => {
+              const k = config.keyField !== undefined ? (p as Record<string, unknown>)[config.keyField] : undefined;
+              return createMessage({ id: `${config.name}-${i + j + 1}`, payload: p, ...(k !== undefined ? { key: String(k) } : {}) });
+            });
             const ack = await ctx.emit(batch);
             acks.push(
               ack.settled.then((o) => {

@@ -1,5 +1,6 @@
 import { connect, type IClientOptions, type IPublishPacket, type MqttClient, type Packet } from 'mqtt';
 import type { Source, SourceContext } from '../../core/component.js';
+import { errorMessage } from '../../core/errors.js';
 import { createMessage } from '../../core/message.js';
 import { parseDuration } from '../../core/units.js';
 import { DeliveryCounter, DeliveryPump, backoffOf, childSignal, decodePayload, digestId, exceededError, redactUrl, runWithReconnect } from '../broker-kit.js';
@@ -12,7 +13,8 @@ type SendPacket = (packet: Packet, cb?: (err?: Error) => void, cbStorePut?: () =
  * for (PUBACK, PUBREC) is held back until the message's batch settled: a crash before that
  * leaves the message in the session and the broker delivers it again on reconnect. MQTT has
  * no negative ack, so a batch that cannot settle ends the session after `retryDelay` and the
- * reconnect redelivers what is unacknowledged. Deliveries are counted in this process.
+ * reconnect redelivers what is unacknowledged. Redeliveries are counted in the store, so
+ * maxDeliveries holds across engine crashes.
  */
 export class MqttSource implements Source {
   private client: MqttClient | undefined;
@@ -26,6 +28,7 @@ export class MqttSource implements Source {
     const clientId = c.clientId ?? `ix-${ctx.flow}`.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64);
     const logger = ctx.logger.child({ topics: c.topics, clientId });
     const retryDelay = parseDuration(c.retryDelay);
+    const countKey = (id: string): string => `mqtt-deliveries:${clientId}:${id}`;
     await runWithReconnect({ signal: ctx.signal, clock: ctx.clock, logger, backoff: backoffOf(c), what: `mqtt ${redactUrl(c.url)}` }, async (healthy) => {
       const lost = childSignal(ctx.signal);
       const pump = new DeliveryPump(ctx, { logger });
@@ -74,6 +77,8 @@ export class MqttSource implements Source {
             send(p);
           }
         };
+        let chain: Promise<void> = Promise.resolve();
+        let queued = 0;
         const deliver = (topic: string, body: Buffer, packet: IPublishPacket): void => {
           healthy();
           const props = (packet.properties?.userProperties ?? {}) as Record<string, string | string[]>;
@@ -87,35 +92,64 @@ export class MqttSource implements Source {
             else headers[k] = s;
           }
           id ??= digestId('mqtt', topic, body, String(packet.messageId ?? ''));
-          const deliveries = this.counter.hit(id, packet.dup ? 2 : 1);
-          const decoded = decodePayload(body, c.format);
-          let error = decoded.error;
-          if (error === undefined && packet.qos > 0 && deliveries > c.maxDeliveries) error = exceededError(deliveries, c.maxDeliveries);
-          const mid = packet.messageId;
+          const local = this.counter.hit(id, packet.dup ? 2 : 1);
           const msgId = id;
-          pump.push({
-            message: createMessage({
-              id,
-              payload: decoded.payload,
-              headers,
-              meta: { source: 'mqtt', topic, qos: packet.qos, retain: packet.retain, dup: packet.dup, deliveries },
-              ...(key !== undefined ? { key } : {}),
-              ...(error !== undefined ? { error } : {}),
-            }),
-            ack: () => {
-              this.counter.forget(msgId);
-              if (mid !== undefined && packet.qos > 0) ackNow(mid);
-            },
-            nack: async () => {
-              if (packet.qos === 0) {
-                logger.warn({ topic }, 'mqtt: a QoS 0 message could not settle and cannot be redelivered');
-                return;
+          const push = (deliveries: number, durable: boolean): void => {
+            const decoded = decodePayload(body, c.format);
+            let error = decoded.error;
+            if (error === undefined && packet.qos > 0 && deliveries > c.maxDeliveries) error = exceededError(deliveries, c.maxDeliveries);
+            const mid = packet.messageId;
+            pump.push({
+              message: createMessage({
+                id: msgId,
+                payload: decoded.payload,
+                headers,
+                meta: { source: 'mqtt', topic, qos: packet.qos, retain: packet.retain, dup: packet.dup, deliveries },
+                ...(key !== undefined ? { key } : {}),
+                ...(error !== undefined ? { error } : {}),
+              }),
+              ack: () => {
+                this.counter.forget(msgId);
+                if (mid !== undefined && packet.qos > 0) ackNow(mid);
+                if (durable) void ctx.store.deleteCheckpoint(countKey(msgId)).catch(() => undefined);
+              },
+              nack: async () => {
+                if (packet.qos === 0) {
+                  logger.warn({ topic }, 'mqtt: a QoS 0 message could not settle and cannot be redelivered');
+                  return;
+                }
+                await ctx.clock.sleep(retryDelay).catch(() => undefined);
+                // the only way to have the broker redeliver: end the session's connection
+                lost.abort(new Error('redelivering unsettled messages'));
+              },
+            });
+          };
+          // MQTT brokers do not count deliveries, so a redelivery's count is kept in the store:
+          // it survives an engine crash, and a poison message reaches maxDeliveries across
+          // restarts. First deliveries (most messages) skip the store; order is kept.
+          const redelivery = packet.qos > 0 && local > 1;
+          if (!redelivery && queued === 0) {
+            push(local, false);
+            return;
+          }
+          queued++;
+          chain = chain
+            .then(async () => {
+              if (!redelivery) return push(local, false);
+              let n = local;
+              try {
+                const stored = Number((await ctx.store.getCheckpoint(countKey(msgId))) ?? 0);
+                if (Number.isFinite(stored)) n = Math.max(local, stored + 1);
+                await ctx.store.setCheckpoint(countKey(msgId), String(n));
+              } catch (err) {
+                logger.warn({ err: errorMessage(err) }, 'mqtt: could not record a delivery count; counting in this process only');
               }
-              await ctx.clock.sleep(retryDelay).catch(() => undefined);
-              // the only way to have the broker redeliver: end the session's connection
-              lost.abort(new Error('redelivering unsettled messages'));
-            },
-          });
+              push(n, true);
+            })
+            .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'mqtt: could not hand a message on'))
+            .finally(() => {
+              queued--;
+            });
         };
         const opt = cl.options as { customHandleAcks?: (topic: string, message: Buffer, packet: IPublishPacket, done: (err: Error | number | null, code?: number) => void) => void };
         opt.customHandleAcks = (topic, message, packet, done) => {
