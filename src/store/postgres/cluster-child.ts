@@ -3,7 +3,6 @@
  * store, each in its own process (run with `node --import tsx cluster-child.ts`). The job
  * comes as JSON in the IX_CHILD environment variable; the result is one JSON line on stdout.
  *
- * - `rate`: calls a shared rate limit and POSTs to `target` when its turn comes.
  * - `schedule`: runs a once-per-`everyMs` cluster schedule that POSTs each tick to `target`.
  * - `queue`: claims, processes and completes messages until the queue is empty.
  */
@@ -15,13 +14,12 @@ import type { Store } from '../types.js';
 import { PostgresStore } from './postgres-store.js';
 
 interface Job {
-  readonly mode: 'rate' | 'schedule' | 'queue';
+  readonly mode: 'schedule' | 'queue';
   /** `postgres://…` or a SQLite file path. */
   readonly store: string;
   readonly schema?: string;
   readonly target?: string;
   readonly durationMs?: number;
-  readonly concurrency?: number;
   readonly everyMs?: number;
   readonly queue?: string;
   readonly batch?: number;
@@ -44,30 +42,6 @@ async function post(body: unknown): Promise<void> {
 
 async function startTogether(): Promise<void> {
   if (job.startAt) await new Promise((r) => setTimeout(r, Math.max(0, (job.startAt as number) - Date.now())));
-}
-
-async function rate(store: Store): Promise<unknown> {
-  await post({ owner, warmup: true }); // opens the HTTP connection before the clock starts
-  await store.acquireRate('cluster-test-warmup', { count: 1000, perMs: 1000 });
-  await startTogether();
-  const until = Date.now() + (job.durationMs ?? 5000);
-  let sent = 0;
-  await Promise.all(
-    Array.from({ length: job.concurrency ?? 4 }, async () => {
-      while (Date.now() < until) {
-        const asked = Date.now();
-        const wait = await store.acquireRate('cluster-test-api', { count: 20, perMs: 1000 });
-        const slot = Date.now() + wait;
-        if (slot >= until) return;
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        // `asking`: how long the store took to answer. A slot granted by a busy machine can be
-        // in the past when the answer arrives (wait 0), and its call then goes late.
-        await post({ owner, slot, asking: slot - asked - wait });
-        sent++;
-      }
-    }),
-  );
-  return { sent };
 }
 
 async function schedule(store: Store): Promise<unknown> {
@@ -113,7 +87,7 @@ async function queue(store: Store): Promise<unknown> {
 
 const store = await open();
 try {
-  const result = job.mode === 'rate' ? await rate(store) : job.mode === 'schedule' ? await schedule(store) : await queue(store);
+  const result = job.mode === 'schedule' ? await schedule(store) : await queue(store);
   process.stdout.write(`${JSON.stringify(result)}\n`);
 } finally {
   await store.close();
