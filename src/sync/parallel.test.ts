@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openSync } from '../app/sync.js';
 import { serviceAvailable } from '../testing/services.js';
 import { uniqueName } from '../testing/sql-suite.js';
+import { busiest } from '../testing/poll.js';
 
 const PG_URL = process.env['IX_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const STREAMS = ['a', 'b', 'c'] as const;
@@ -32,16 +33,6 @@ async function pagedApi(): Promise<{ server: Server; url: string; calls: { strea
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, calls };
-}
-
-/** The most events in any one-second window. */
-function busiest(sorted: readonly number[]): number {
-  let worst = 0;
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while ((sorted[i] as number) - (sorted[j] as number) >= 1000) j++;
-    worst = Math.max(worst, i - j + 1);
-  }
-  return worst;
 }
 
 describe.skipIf(!serviceAvailable('postgres'))('sync: the streams of one job run concurrently, within the service rate limit', () => {

@@ -12,6 +12,7 @@ import { TcpProxy } from '../../testing/tcp-proxy.js';
 import { inboxQueue } from '../types.js';
 import { PostgresStore } from './postgres-store.js';
 import { dropSchemas, TEST_POSTGRES_URL, testSchemaName } from './test-support.js';
+import { busiest } from '../../testing/poll.js';
 
 const url = TEST_POSTGRES_URL;
 const schemas: string[] = [];
@@ -462,16 +463,6 @@ describe.skipIf(!serviceAvailable('postgres'))('several workers on one PostgreSQ
     expect(TOTAL - 1).toBeLessThanOrEqual(Math.ceil(20 * span) + 2);
   }, 180_000);
 });
-
-/** The most events in any one-second window. */
-function busiest(sorted: readonly number[]): number {
-  let worst = 0;
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while ((sorted[i] as number) - (sorted[j] as number) >= 1000) j++;
-    worst = Math.max(worst, i - j + 1);
-  }
-  return worst;
-}
 
 function perSecond(times: readonly number[]): number[] {
   const t0 = times[0] ?? 0;
