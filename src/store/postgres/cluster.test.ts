@@ -456,9 +456,10 @@ describe.skipIf(!serviceAvailable('postgres'))('several workers on one PostgreSQ
     const windows = perSecond(arrivals);
     const span = ((arrivals.at(-1) as number) - (arrivals[0] as number)) / 1000;
     console.log(`rate limit under ix run: ${TOTAL} calls (${byWorker.join(' / ')} per worker) in ${span} s; per second ${JSON.stringify(windows)}; busiest sliding second ${busiest(arrivals)}`);
-    // Without a shared limit, 3 workers make 60/s. Tolerance: +3 per one-second window at the
-    // server for calls that a busy machine sends a little late, bunching with punctual ones.
-    expect(Math.max(...windows.map((n) => n ?? 0))).toBeLessThanOrEqual(23);
+    // Without a shared limit, 3 workers make 60/s. Tolerance: +5 per one-second window at the
+    // server for calls that a busy machine sends late (a worker's event loop stalled past its
+    // slot), bunching with the punctual ones of the others; idle, the windows hold 20 or 21.
+    expect(Math.max(...windows.map((n) => n ?? 0))).toBeLessThanOrEqual(25);
     // And over the whole run, 20/s (the first call is free).
     expect(TOTAL - 1).toBeLessThanOrEqual(Math.ceil(20 * span) + 2);
   }, 180_000);
