@@ -1,113 +1,163 @@
 /**
- * `npm run bench -- scale [--quick]`: queue throughput (claim, process, ack) with 1 and with
- * 2 worker processes on one PostgreSQL store, and with 1 on SQLite, in one run. Each worker
- * is its own process (src/store/postgres/cluster-child.ts) claiming batches of 100; the
- * queue is filled first, the workers start together, and the clock stops when the last one
- * finds the queue empty. ratio = 2 workers over 1 on PostgreSQL.
+ * `npm run bench -- scale [--quick]`: queue throughput through the engine — messages in a
+ * flow's durable inbox claimed, run through the flow (a step, a file sink) and acknowledged by
+ * `ix run` worker processes: 1 and 2 workers on one PostgreSQL store, 1 on SQLite, in one run.
+ * ratio = 2 workers over 1 on PostgreSQL.
+ *
+ * On PostgreSQL the workers start first; once all are up the bench commits the whole batch in
+ * one transaction (its NOTIFY wakes every worker at once) and the clock runs from that commit
+ * until the inbox is empty. A SQLite file belongs to one process, so there the inbox is
+ * filled first and the clock runs from the worker's first claim until it is empty.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { PostgresStore } from '../src/store/postgres/postgres-store.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
-import type { Store } from '../src/store/types.js';
+import { inboxQueue, type Store } from '../src/store/types.js';
+import { startIx, type Running } from '../src/testing/cli.js';
 import { round, type Bench, type BenchResult } from './harness.js';
 
-const CHILD = join(import.meta.dirname, '../src/store/postgres/cluster-child.ts');
 const PG_URL = process.env['IX_BENCH_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-const QUEUE = 'inbox:bench';
-
-interface ChildResult {
-  done: number;
-  checksum: number;
-  started: number;
-  ended: number;
-  rssMB: number;
-}
-
-async function fill(store: Store, total: number): Promise<void> {
-  for (let i = 0; i < total; i += 5000) {
-    const n = Math.min(5000, total - i);
-    await store.enqueue(
-      QUEUE,
-      Array.from({ length: n }, (_, k) => ({
-        message: { id: `m${i + k}`, payload: { n: i + k, name: `customer-${i + k}`, note: 'x'.repeat(100) }, headers: {}, meta: {} },
-      })),
-    );
-  }
-}
-
-function runWorker(job: object): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD], { env: { ...process.env, IX_CHILD: JSON.stringify(job) }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop() as string) as ChildResult) : reject(new Error(`worker exited ${code}: ${err}`))));
-  });
-}
+const FLOW = 'work';
+const BATCH = 100;
 
 interface Measured {
   perSec: number;
   seconds: number;
-  perWorker: number[];
   rssMB: number;
 }
 
-async function measure(total: number, workers: number, job: Record<string, unknown>): Promise<Measured> {
-  // Workers boot (tsx, connect) before the start time, then all start claiming at once.
-  const startAt = Date.now() + 3000;
-  const results = await Promise.all(Array.from({ length: workers }, () => runWorker({ ...job, mode: 'queue', queue: QUEUE, batch: 100, startAt })));
-  const done = results.reduce((n, r) => n + r.done, 0);
-  if (done !== total) throw new Error(`workers processed ${done} of ${total} messages`);
-  const seconds = (Math.max(...results.map((r) => r.ended)) - startAt) / 1000;
-  return { perSec: total / seconds, seconds, perWorker: results.map((r) => r.done), rssMB: Math.max(...results.map((r) => r.rssMB)) };
+function items(total: number): { message: { id: string; payload: unknown; headers: Record<string, string>; meta: Record<string, unknown> } }[] {
+  return Array.from({ length: total }, (_, k) => ({ message: { id: `m${k}`, payload: { n: k, name: `customer-${k}`, note: 'x'.repeat(100) }, headers: {}, meta: {} } }));
+}
+
+/** One worker's spec: the inbox of an ingest flow, a light step, a file sink of its own. */
+function writeSpecs(dir: string, store: string, workers: number): void {
+  for (let w = 0; w < workers; w++) {
+    writeFileSync(
+      join(dir, `spec-${w}.yaml`),
+      [
+        'version: 1',
+        'name: bench-scale',
+        `store: ${store}`,
+        'http: { listen: "127.0.0.1:0" }',
+        'admin: { enabled: false }',
+        'flows:',
+        `  ${FLOW}:`,
+        `    batchSize: ${BATCH}`,
+        '    source: { http-server: { path: /work } }',
+        '    steps: [ { filter: "n >= 0" } ]',
+        `    sink: { file: { path: out-${w}.jsonl, sync: none } }`,
+      ].join('\n'),
+    );
+  }
+}
+
+async function start(dir: string, workers: number): Promise<Running[]> {
+  const running = Array.from({ length: workers }, (_, w) => startIx(['run', `spec-${w}.yaml`], { cwd: dir }));
+  try {
+    await Promise.all(running.map((r) => r.waitFor(/interchange started/, 120_000)));
+  } catch (err) {
+    await stop(running);
+    throw err;
+  }
+  return running;
+}
+
+/** Peak RSS of a worker process, from /proc (Linux); 0 where unavailable. */
+function rssOf(r: Running): number {
+  try {
+    const status = readFileSync(`/proc/${r.child.pid}/status`, 'utf8');
+    const kb = /VmHWM:\s+(\d+)/.exec(status)?.[1];
+    return kb ? Number(kb) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+async function stop(running: readonly Running[]): Promise<void> {
+  for (const r of running) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGTERM');
+  await Promise.all(running.map((r) => r.exited));
+}
+
+/** Polls the inbox until it is empty; resolves with the time it was first seen empty. */
+async function drained(store: Store, total: number, deadlineMs: number): Promise<{ first: number | undefined; end: number }> {
+  const until = Date.now() + deadlineMs;
+  let first: number | undefined;
+  for (;;) {
+    const s = await store.queueStats(inboxQueue(FLOW));
+    const now = Date.now();
+    if (first === undefined && s.ready < total) first = now;
+    if (s.ready + s.leased + s.scheduled === 0) return { first, end: now };
+    if (now > until) throw new Error(`inbox not drained in ${deadlineMs} ms: ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }
 
 async function onPostgres(total: number, workers: number): Promise<Measured> {
   const schema = `ix_bench_${process.pid}_${workers}_${Date.now() % 100_000}`;
+  const dir = mkdtempSync(join(tmpdir(), 'ix-bench-scale-'));
   const store = await PostgresStore.open({ url: PG_URL, schema });
+  let running: Running[] = [];
   try {
-    await fill(store, total);
-    await store.close();
-    return await measure(total, workers, { store: PG_URL, schema });
+    writeSpecs(dir, `${PG_URL}?schema=${schema}`, workers);
+    running = await start(dir, workers);
+    const batch = items(total);
+    await store.enqueue(inboxQueue(FLOW), batch); // one statement, one commit, one NOTIFY
+    const t0 = Date.now();
+    const { end } = await drained(store, total, 300_000);
+    const rssMB = Math.max(...running.map(rssOf));
+    const seconds = (end - t0) / 1000;
+    return { perSec: total / seconds, seconds, rssMB };
   } finally {
+    await stop(running);
     await store.close();
     const c = new pg.Client({ connectionString: PG_URL });
     await c.connect();
     await c.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     await c.end();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
 async function onSqlite(total: number): Promise<Measured> {
   const dir = mkdtempSync(join(tmpdir(), 'ix-bench-scale-'));
+  const path = join(dir, 'state.db');
+  let running: Running[] = [];
+  let watch: SqliteStore | undefined;
   try {
-    const path = join(dir, 'state.db');
-    const store = new SqliteStore(path, { synchronous: 'normal' });
-    await fill(store, total);
-    await store.close();
-    return await measure(total, 1, { store: path });
+    const seed = new SqliteStore(path, { synchronous: 'normal' });
+    const batch = items(total);
+    for (let i = 0; i < total; i += 5000) await seed.enqueue(inboxQueue(FLOW), batch.slice(i, i + 5000));
+    await seed.close();
+    writeSpecs(dir, `sqlite:${path}?sync=normal`, 1);
+    running = await start(dir, 1);
+    watch = new SqliteStore(path, { synchronous: 'normal' }); // reads only (WAL: beside the worker)
+    const { first, end } = await drained(watch, total, 300_000);
+    const rssMB = Math.max(...running.map(rssOf));
+    const seconds = (end - (first ?? end)) / 1000;
+    return { perSec: total / seconds, seconds, rssMB };
   } finally {
+    await stop(running);
+    await watch?.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
 export const scaleBench: Bench = {
   name: 'scale',
-  summary: 'queue throughput (claim, process, ack): 1 and 2 worker processes on PostgreSQL, 1 on SQLite',
+  summary: 'queue throughput through `ix run` workers (claim, run the flow, ack): 1 and 2 on PostgreSQL, 1 on SQLite',
   async run({ quick }): Promise<BenchResult> {
     const total = quick ? 20_000 : 100_000;
     const pg1 = await onPostgres(total, 1);
     const pg2 = await onPostgres(total, 2);
     const lite = await onSqlite(total);
     const rows = [
-      { store: 'postgres', workers: 1, 'msgs/s': round(pg1.perSec, 0), seconds: round(pg1.seconds, 2), perWorker: pg1.perWorker.join('/') },
-      { store: 'postgres', workers: 2, 'msgs/s': round(pg2.perSec, 0), seconds: round(pg2.seconds, 2), perWorker: pg2.perWorker.join('/') },
-      { store: 'sqlite', workers: 1, 'msgs/s': round(lite.perSec, 0), seconds: round(lite.seconds, 2), perWorker: lite.perWorker.join('/') },
+      { store: 'postgres', workers: 1, 'msgs/s': round(pg1.perSec, 0), seconds: round(pg1.seconds, 2), rssMB: round(pg1.rssMB, 1) },
+      { store: 'postgres', workers: 2, 'msgs/s': round(pg2.perSec, 0), seconds: round(pg2.seconds, 2), rssMB: round(pg2.rssMB, 1) },
+      { store: 'sqlite', workers: 1, 'msgs/s': round(lite.perSec, 0), seconds: round(lite.seconds, 2), rssMB: round(lite.rssMB, 1) },
     ];
     for (const r of rows) console.log(JSON.stringify(r));
     return {
@@ -119,8 +169,8 @@ export const scaleBench: Bench = {
       rssMB: round(Math.max(pg1.rssMB, pg2.rssMB, lite.rssMB), 1),
       sqlite1: round(lite.perSec, 0),
       messages: total,
-      batch: 100,
-      note: 'ours = PostgreSQL with 2 worker processes, baseline = PostgreSQL with 1; sqlite1 = SQLite with 1 (one process owns a SQLite file)',
+      batch: BATCH,
+      note: 'ix run workers consuming a flow inbox (filter step, file sink); ours = PostgreSQL with 2 workers, baseline = PostgreSQL with 1; sqlite1 = SQLite with 1',
     };
   },
 };

@@ -7,18 +7,9 @@ import { startApp, type App } from '../app/app.js';
 import { serviceAvailable } from '../testing/services.js';
 import { uniqueName } from '../testing/sql-suite.js';
 import { RecordsApi } from '../testing/sync-api.js';
+import { until } from '../testing/poll.js';
 
 const PG_URL = process.env['IX_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: last ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Under `ix run`: a backfill from the API, then webhook events; no gap, no double apply, metrics. */
 describe.skipIf(!serviceAvailable('postgres'))('sync: backfill then realtime under ix run', () => {

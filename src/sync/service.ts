@@ -41,6 +41,11 @@ export interface SyncRunRecord {
   readonly id: string;
   readonly job: string;
   readonly trigger: string;
+  /**
+   * The scheduled tick this run stands for (ms since the epoch; for the run at start, the
+   * first tick after it), claimed in the store so that one worker of a cluster runs it.
+   */
+  readonly tick?: number;
   readonly startedAt: number;
   readonly endedAt: number;
   readonly status: 'ok' | 'failed' | 'stopped';
@@ -61,6 +66,23 @@ export interface SyncServiceOptions {
 }
 
 const HISTORY = 50;
+/** How long a claimed tick is remembered; a tick later than half of it is skipped. */
+const TICK_MEMORY_MS = 3_600_000;
+
+/**
+ * The job's next tick strictly after a time (ms since the epoch), or undefined for a job
+ * without a schedule. `every` ticks fall on multiples of the interval since the epoch, so
+ * every worker's ticks are the same instants.
+ */
+export function nextTick(job: Pick<SyncSpec, 'schedule' | 'every'>): ((after: number) => number) | undefined {
+  if (job.schedule) {
+    const cron = new Cron(job.schedule, { paused: true, timezone: 'UTC' });
+    return (after) => cron.nextRun(new Date(after))?.getTime() ?? Number.POSITIVE_INFINITY;
+  }
+  if (job.every === undefined) return undefined;
+  const ms = parseDuration(job.every);
+  return (after) => (Math.floor(after / ms) + 1) * ms;
+}
 
 /** Checks what the syncs name in other sections (services and their endpoints); throws at file:line:col. */
 export function validateSyncReferences(loaded: LoadedSpec, resources: Resources): void {
@@ -119,7 +141,7 @@ export class SyncService {
   }
 
   /** Runs a job's pull streams now, at most `concurrency` at once, and records the run. */
-  async run(name: string, options: SyncRunOptions = {}, trigger = 'manual'): Promise<SyncRunRecord> {
+  async run(name: string, options: SyncRunOptions = {}, trigger = 'manual', tick?: number): Promise<SyncRunRecord> {
     const job = this.job(name);
     const signal = options.signal ? AbortSignal.any([options.signal, this.abort.signal]) : this.abort.signal;
     const targets = new TargetPool(this.o.loaded.baseDir, this.o.logger);
@@ -164,6 +186,7 @@ export class SyncService {
       id: randomUUID(),
       job: name,
       trigger,
+      ...(tick !== undefined ? { tick } : {}),
       startedAt,
       endedAt: this.o.clock.now(),
       status,
@@ -198,16 +221,33 @@ export class SyncService {
       for (const s of job.streams) if (s.events) await this.startEvents(job, s.name);
       const pull = job.streams.some((s) => s.mode !== 'realtime');
       if (!pull) continue;
-      const fire = (trigger: string): void => void this.track(this.scheduled(job.name, trigger));
-      if (job.schedule) {
-        const cron = new Cron(job.schedule, { protect: true }, () => fire('schedule'));
-        this.timers.push({ stop: () => cron.stop() });
-      } else if (job.every !== undefined) {
-        const t = setInterval(() => fire('every'), parseDuration(job.every));
-        this.timers.push({ stop: () => clearInterval(t) });
+      const next = nextTick(job);
+      if (!next) {
+        void this.track(this.scheduled(job.name, 'start'));
+        continue;
       }
-      // Every job runs once at start; scheduled ones then run on their schedule.
-      fire('start');
+      // Every worker names a tick the same (its planned time), so the tick is claimed once in
+      // the store and runs on one worker of the cluster. The run at start stands for the
+      // period until the first tick: workers starting in the same period run it once.
+      void this.track(this.scheduled(job.name, 'start', `start:${next(this.o.clock.now())}`));
+      const trigger = job.schedule ? 'schedule' : 'every';
+      void this.tickLoop(job.name, trigger, next);
+      this.timers.push({ stop: () => undefined }); // the loop ends on abort
+    }
+  }
+
+  /** Sleeps until each next tick and runs it; ends when the service stops. */
+  private async tickLoop(name: string, trigger: string, next: (after: number) => number): Promise<void> {
+    const clock = this.o.clock;
+    for (let at = next(clock.now()); Number.isFinite(at); at = next(Math.max(clock.now(), at))) {
+      try {
+        await clock.sleep(Math.max(0, at - clock.now()), this.abort.signal);
+      } catch {
+        return;
+      }
+      // A tick this late (a suspended machine) may be forgotten by the store: skip it.
+      if (clock.now() - at > TICK_MEMORY_MS / 2) continue;
+      void this.track(this.scheduled(name, trigger, String(at)));
     }
   }
 
@@ -223,8 +263,12 @@ export class SyncService {
     return p;
   }
 
-  private async scheduled(name: string, trigger: string): Promise<void> {
-    // A run never overlaps the previous one of its job: here by this set, across workers by the lease.
+  /**
+   * A scheduled run: never overlapping the previous one of its job (here by `busy`, across
+   * workers by the lease `sync:NAME`), and once per tick across workers: the tick is claimed
+   * in the store, so a worker whose timer fires after another one's run ended skips it.
+   */
+  private async scheduled(name: string, trigger: string, tick?: string): Promise<void> {
     if (this.busy.has(name)) return;
     this.busy.add(name);
     const lease = `sync:${name}`;
@@ -232,7 +276,12 @@ export class SyncService {
     try {
       if (!(await this.o.store.acquireLease(lease, this.o.owner, ttl))) return;
       try {
-        await this.run(name, {}, trigger);
+        if (tick !== undefined) {
+          const [fresh] = await this.o.store.remember(`sync-ticks:${name}`, [tick], TICK_MEMORY_MS);
+          if (!fresh) return;
+        }
+        const at = tick === undefined ? undefined : Number(tick.replace(/^start:/, ''));
+        await this.run(name, {}, trigger, at);
       } finally {
         await this.o.store.releaseLease(lease, this.o.owner).catch(() => undefined);
       }

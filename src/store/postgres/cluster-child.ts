@@ -1,30 +1,23 @@
 /**
- * A worker process for the cluster tests and the `scale` bench: several of these share one
- * store, each in its own process (run with `node --import tsx cluster-child.ts`). The job
- * comes as JSON in the IX_CHILD environment variable; the result is one JSON line on stdout.
- *
- * - `rate`: calls a shared rate limit and POSTs to `target` when its turn comes.
- * - `schedule`: runs a once-per-`everyMs` cluster schedule that POSTs each tick to `target`.
- * - `queue`: claims, processes and completes messages until the queue is empty.
+ * A worker process for the cluster-schedule failover test: several of these share one store,
+ * each in its own process (run with `node --import tsx cluster-child.ts`). The job comes as
+ * JSON in the IX_CHILD environment variable: a once-per-`everyMs` cluster schedule
+ * (`runClusterSchedule`) that POSTs each tick to `target`; the result is one JSON line on stdout.
  */
 import { hostname } from 'node:os';
 import { systemClock } from '../../core/clock.js';
 import { runClusterSchedule } from '../cluster-schedule.js';
-import { SqliteStore } from '../sqlite/sqlite-store.js';
 import type { Store } from '../types.js';
 import { PostgresStore } from './postgres-store.js';
 
 interface Job {
-  readonly mode: 'rate' | 'schedule' | 'queue';
-  /** `postgres://…` or a SQLite file path. */
+  readonly mode: 'schedule';
+  /** `postgres://…` */
   readonly store: string;
   readonly schema?: string;
   readonly target?: string;
   readonly durationMs?: number;
-  readonly concurrency?: number;
   readonly everyMs?: number;
-  readonly queue?: string;
-  readonly batch?: number;
   /** Start working at this time (ms since epoch), so several processes start together. */
   readonly startAt?: number;
 }
@@ -32,9 +25,8 @@ interface Job {
 const job = JSON.parse(process.env['IX_CHILD'] ?? '{}') as Job;
 const owner = `${hostname()}:${process.pid}`;
 
-async function open(): Promise<Store> {
-  if (job.store.startsWith('postgres')) return PostgresStore.open({ url: job.store, ...(job.schema ? { schema: job.schema } : {}), max: 4 });
-  return new SqliteStore(job.store, { synchronous: 'normal' });
+function open(): Promise<Store> {
+  return PostgresStore.open({ url: job.store, ...(job.schema ? { schema: job.schema } : {}), max: 4 });
 }
 
 async function post(body: unknown): Promise<void> {
@@ -44,30 +36,6 @@ async function post(body: unknown): Promise<void> {
 
 async function startTogether(): Promise<void> {
   if (job.startAt) await new Promise((r) => setTimeout(r, Math.max(0, (job.startAt as number) - Date.now())));
-}
-
-async function rate(store: Store): Promise<unknown> {
-  await post({ owner, warmup: true }); // opens the HTTP connection before the clock starts
-  await store.acquireRate('cluster-test-warmup', { count: 1000, perMs: 1000 });
-  await startTogether();
-  const until = Date.now() + (job.durationMs ?? 5000);
-  let sent = 0;
-  await Promise.all(
-    Array.from({ length: job.concurrency ?? 4 }, async () => {
-      while (Date.now() < until) {
-        const asked = Date.now();
-        const wait = await store.acquireRate('cluster-test-api', { count: 20, perMs: 1000 });
-        const slot = Date.now() + wait;
-        if (slot >= until) return;
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-        // `asking`: how long the store took to answer. A slot granted by a busy machine can be
-        // in the past when the answer arrives (wait 0), and its call then goes late.
-        await post({ owner, slot, asking: slot - asked - wait });
-        sent++;
-      }
-    }),
-  );
-  return { sent };
 }
 
 async function schedule(store: Store): Promise<unknown> {
@@ -93,27 +61,9 @@ async function schedule(store: Store): Promise<unknown> {
   return { fired };
 }
 
-async function queue(store: Store): Promise<unknown> {
-  const q = job.queue as string;
-  const batch = job.batch ?? 100;
-  let done = 0;
-  let checksum = 0;
-  await startTogether();
-  const started = Date.now();
-  for (;;) {
-    const items = await store.claim(q, owner, { limit: batch, leaseMs: 30_000 });
-    if (items.length === 0) break;
-    // "Process": parse the payload and fold it into a checksum, as a light step would.
-    for (const i of items) checksum = (checksum + Number((i.message.payload as { n: number }).n)) % 1_000_000_007;
-    await store.complete(q, owner, items.map((i) => i.message.id));
-    done += items.length;
-  }
-  return { done, checksum, started, ended: Date.now(), rssMB: process.memoryUsage.rss() / 1024 / 1024 };
-}
-
 const store = await open();
 try {
-  const result = job.mode === 'rate' ? await rate(store) : job.mode === 'schedule' ? await schedule(store) : await queue(store);
+  const result = await schedule(store);
   process.stdout.write(`${JSON.stringify(result)}\n`);
 } finally {
   await store.close();
