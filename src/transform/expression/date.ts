@@ -1,57 +1,21 @@
 import { IxError } from '../../core/errors.js';
+import { fixedOffsetMin, offsetFnFor, type OffsetFn } from './zones.js';
 
 /** Dates for expressions and mappings: parse with a format and a time zone; format back. */
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-function formatterFor(zone: string): Intl.DateTimeFormat {
-  let f = formatters.get(zone);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone: zone,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: 'numeric',
-      day: 'numeric',
-      hour: 'numeric',
-      minute: 'numeric',
-      second: 'numeric',
-    });
-    formatters.set(zone, f);
-  }
-  return f;
-}
-
 /** Throws a readable error when `zone` is not an IANA time zone (or UTC / +01:00). */
 export function checkZone(zone: string): string {
-  if (isFixedZone(zone)) return zone;
   try {
-    formatterFor(zone);
+    offsetFnFor(zone);
   } catch {
     throw new IxError('IX_EXPR_ARGUMENTS', { expr: zone, detail: `unknown time zone "${zone}" (use an IANA name such as Europe/Berlin, or UTC, or +01:00)` });
   }
   return zone;
 }
 
-function isFixedZone(zone: string): boolean {
-  return zone === 'UTC' || zone === 'Z' || /^[+-]\d{2}:?\d{2}$/.test(zone);
-}
-
-function fixedOffsetMin(zone: string): number {
-  if (zone === 'UTC' || zone === 'Z') return 0;
-  const sign = zone[0] === '-' ? -1 : 1;
-  const digits = zone.slice(1).replace(':', '');
-  return sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2, 4)));
-}
-
 /** Offset of `zone` from UTC at instant `ms`, in minutes (Europe/Berlin in summer: 120). */
 export function zoneOffset(ms: number, zone: string): number {
-  if (isFixedZone(zone)) return fixedOffsetMin(zone);
-  const parts = formatterFor(zone).formatToParts(new Date(ms));
-  const v: Record<string, number> = {};
-  for (const p of parts) if (p.type !== 'literal') v[p.type] = Number(p.value);
-  const asUtc = Date.UTC(v['year'] as number, (v['month'] as number) - 1, v['day'], v['hour'], v['minute'], v['second']);
-  return Math.round((asUtc - (ms - (ms % 1000 + 1000) % 1000)) / 60000);
+  return offsetFnFor(zone)(ms);
 }
 
 const DAY_MS = 86_400_000;
@@ -62,12 +26,15 @@ const DAY_MS = 86_400_000;
  * exist (clocks set forward) is read with the offset in force before the change.
  */
 export function fromWallClock(wallMs: number, zone: string): number {
-  if (isFixedZone(zone)) return wallMs - fixedOffsetMin(zone) * 60000;
-  const before = zoneOffset(wallMs - DAY_MS, zone);
-  const after = zoneOffset(wallMs + DAY_MS, zone);
+  return wallToInstant(wallMs, offsetFnFor(zone));
+}
+
+function wallToInstant(wallMs: number, offset: OffsetFn): number {
+  const before = offset(wallMs - DAY_MS);
+  const after = offset(wallMs + DAY_MS);
   // no change of offset within a day either side: the one offset holds
   if (before === after) return wallMs - before * 60000;
-  const fits = (off: number): boolean => zoneOffset(wallMs - off * 60000, zone) === off;
+  const fits = (off: number): boolean => offset(wallMs - off * 60000) === off;
   const earlier = Math.max(before, after);
   const later = Math.min(before, after);
   if (fits(earlier)) return wallMs - earlier * 60000;
@@ -185,14 +152,14 @@ function wallUtc(y: number, mo: number, d: number, h: number, mi: number, s: num
   return t.getTime();
 }
 
-function build(f: Fields, zone: string, text: unknown, format: string | undefined): number {
+function build(f: Fields, zone: string, text: unknown, format: string | undefined, offset?: OffsetFn): number {
   if (f.epoch !== undefined) return f.epoch;
   const h = f.h + f.pm;
   if (!(f.mo >= 1 && f.mo <= 12 && f.d >= 1 && f.d <= 31 && h <= 23 && f.mi <= 59 && f.s <= 60)) throw invalid(text, format);
   if (f.d > daysInMonth(f.y, f.mo)) throw invalid(text, format);
   const wall = wallUtc(f.y, f.mo, f.d, h, f.mi, f.s, f.ms);
   if (f.off !== undefined) return wall - f.off * 60000;
-  return zone === 'UTC' ? wall : fromWallClock(wall, zone);
+  return zone === 'UTC' ? wall : wallToInstant(wall, offset ?? offsetFnFor(zone));
 }
 
 /**
@@ -240,14 +207,24 @@ export function parseDate(value: unknown, format?: string, zone = 'UTC'): number
 export function dateParser(format: string | undefined, zone: string): (value: unknown) => number {
   if (format === undefined) return (value) => parseDate(value, undefined, zone);
   const { re, setters } = compileFormat(format);
+  const offset = knownOffsetFn(zone);
   return (value) => {
     if (typeof value !== 'string') return parseDate(value, format, zone);
     const m = re.exec(value);
     if (!m) throw invalid(value, format);
     const f: Fields = { y: 1970, mo: 1, d: 1, h: 0, mi: 0, s: 0, ms: 0, pm: 0, off: undefined, epoch: undefined };
     for (let i = 0; i < setters.length; i++) (setters[i] as Setter)(f, m[i + 1] as string);
-    return build(f, zone, value, format);
+    return build(f, zone, value, format, offset);
   };
+}
+
+/** The zone's offset function, resolved once; undefined for an unknown zone (which then fails where it is used). */
+function knownOffsetFn(zone: string): OffsetFn | undefined {
+  try {
+    return offsetFnFor(zone);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Checks a format at compile time (throws on an unclosed bracket). */
