@@ -235,9 +235,45 @@ export function checkFormat(format: string): string {
 
 const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
 
+const two = (n: number): string => (n < 10 ? `0${n}` : `${n}`);
+/** First instant of year 0000 and of year 10000: between them ISO 8601 has four-digit years. */
+const ISO_FROM = -62_167_219_200_000;
+const ISO_TO = 253_402_300_800_000;
+
+/**
+ * `new Date(ms).toISOString()`, the same text in about a quarter of the time (the calendar
+ * from the day number by integer arithmetic, after H. Hinnant's `civil_from_days`); outside
+ * years 0000–9999, and for an invalid time, it is `toISOString` itself.
+ */
+export function isoString(time: number): string {
+  // as Date does: fractions of a millisecond cut off toward zero
+  const ms = Math.trunc(time);
+  if (!(ms >= ISO_FROM && ms < ISO_TO)) return new Date(ms).toISOString();
+  const days = Math.floor(ms / DAY_MS);
+  let rest = ms - days * DAY_MS;
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const mo = mp < 10 ? mp + 3 : mp - 9;
+  const y = yoe + era * 400 + (mo <= 2 ? 1 : 0);
+  const h = Math.floor(rest / 3_600_000);
+  rest -= h * 3_600_000;
+  const mi = Math.floor(rest / 60_000);
+  rest -= mi * 60_000;
+  const s = Math.floor(rest / 1000);
+  const milli = rest - s * 1000;
+  const yy = y >= 1000 ? `${y}` : `000${y}`.slice(-4);
+  const mmm = milli >= 100 ? `${milli}` : milli >= 10 ? `0${milli}` : `00${milli}`;
+  return `${yy}-${two(mo)}-${two(d)}T${two(h)}:${two(mi)}:${two(s)}.${mmm}Z`;
+}
+
 /** Formats epoch milliseconds with a format in a zone; without a format, ISO 8601 in UTC. */
 export function formatDate(ms: number, format?: string, zone = 'UTC'): string {
-  if (format === undefined && zone === 'UTC') return new Date(ms).toISOString();
+  if (format === undefined && zone === 'UTC') return isoString(ms);
   const off = zone === 'UTC' ? 0 : zoneOffset(ms, zone);
   const d = new Date(ms + off * 60000);
   const offText = `${off < 0 ? '-' : '+'}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;

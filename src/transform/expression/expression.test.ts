@@ -213,6 +213,10 @@ describe('expressions', () => {
         expect((err as IxError).retryable).toBe(false);
         expect((err as IxError).message).toMatch(/cannot convert string "abc" to a number/);
       }
+      // a blank text is not 0, though Number() says so; surrounding white space is skipped
+      for (const blank of ['', ' ', '\t\n', '\u00a0\ufeff']) expect(() => compileExpression('number(x)')({ payload: { x: blank } })).toThrow(/cannot convert/);
+      expect(compileExpression('number(x)')({ payload: { x: ' \t12.5\n' } })).toBe(12.5);
+      expect(compileExpression('number(x)')({ payload: { x: ' 0 ' } })).toBe(0);
       expect(() => compileExpression("'a' * 2")({})).toThrow(/cannot apply "\*"/);
       expect(() => compileExpression('sum(name)')({ payload: rec })).toThrow(/sum\(\) expects an array/);
     });

@@ -292,9 +292,9 @@ function toNumber(v: unknown): number | null {
   if (typeof v === 'number') return v;
   if (typeof v === 'boolean') return v ? 1 : 0;
   if (typeof v === 'string') {
-    const t = v.trim();
-    const n = t === '' ? NaN : Number(t);
-    if (Number.isNaN(n)) throw runtimeError(`cannot convert ${describe(v)} to a number`);
+    // Number() skips the same surrounding white space as trim(), but reads a blank text as 0
+    const n = Number(v);
+    if (Number.isNaN(n) || (n === 0 && v.trim() === '')) throw runtimeError(`cannot convert ${describe(v)} to a number`);
     return n;
   }
   throw runtimeError(`cannot convert ${describe(v)} to a number`);

@@ -1,6 +1,6 @@
 import { IxError, permanent } from '../../core/errors.js';
 import { FORBIDDEN_KEYS } from '../expression/ast.js';
-import { dateParser, formatDate, parseDate } from '../expression/date.js';
+import { dateParser, formatDate, isoString, parseDate } from '../expression/date.js';
 import { describe, runtimeError, str } from '../expression/runtime.js';
 import { FUNCTIONS } from '../expression/runtime.js';
 import type { Path, RowPlan } from './plan.js';
@@ -43,7 +43,7 @@ export function converter(type: RowPlan['type'], format: string | undefined, zon
       return (v) => (v === null || v === undefined ? v : typeof v === 'number' ? v : toNumber(v));
     case 'date': {
       const parse = dateParser(format, zone);
-      return (v) => (v === null || v === undefined ? v : v === '' ? null : new Date(parse(v)).toISOString());
+      return (v) => (v === null || v === undefined ? v : v === '' ? null : isoString(parse(v)));
     }
     default:
       return (v) => convert(type, v, format, zone);
