@@ -6,10 +6,9 @@
  * at its first and its last second: when they agree, the offset holds for the whole hour;
  * when they differ, the first second of the new offset is found by bisection (once) and
  * kept with the hour. This is exact as long as a zone never changes its offset twice within
- * one hour, which no zone of the tz database does (changes are weeks apart; `fromWallClock`
- * relies on a day already). Half-hour and 45-minute zones, and changes at any second such as
- * the end of local mean time, are covered: only the offset at whole seconds is cached, and
- * Intl's answer depends on the whole second of an instant only.
+ * one hour (tz database changes are weeks apart; `fromWallClock` already assumes a day).
+ * Half-hour and 45-minute zones, and changes at any second such as the end of local mean
+ * time, are covered: Intl's answer depends only on the whole second of an instant.
  */
 
 const formatters = new Map<string, Intl.DateTimeFormat>();
