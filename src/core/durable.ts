@@ -33,10 +33,21 @@ export interface DurableStore {
       readonly replayQueue?: string;
     }[],
   ): Promise<void>;
-  recordDeliveryAttempts(entries: readonly DeliveryAttemptInput[]): Promise<void>;
+  /**
+   * Records attempts; with `completed`, also completes those queue items (as `complete`) in the
+   * same transaction, so a delivery's record and its completion cost one commit.
+   */
+  recordDeliveryAttempts(entries: readonly DeliveryAttemptInput[], completed?: CompletedItems): Promise<void>;
   listDeliveryAttempts(filter?: DeliveryAttemptFilter): Promise<DeliveryAttempt[]>;
   /** Removes attempts older than `before` (ms since epoch), of one outbox when given; returns how many. */
   purgeDeliveryAttempts(before: number, outbox?: string): Promise<number>;
+}
+
+/** Queue items to complete together with a write (their owner's lease). */
+export interface CompletedItems {
+  readonly queue: string;
+  readonly owner: string;
+  readonly ids: readonly string[];
 }
 
 export interface DurableQueueItem {

@@ -11,12 +11,15 @@ interface Pending {
 }
 
 /**
- * Group commit for push sources: persist calls made in the same turn of the event loop share
- * one store transaction (one fsync), and each caller learns its own accepted / duplicate counts.
+ * Group commit for push sources: persist calls made in the same turn of the event loop (or while
+ * the previous group commits) share one store transaction and one fsync, and each caller learns
+ * its own accepted / duplicate counts.
  */
 export class Persister {
   private pending: Pending[] = [];
   private scheduled = false;
+  /** A group is being committed: calls made meanwhile form the next group. */
+  private flushing = false;
   private readonly listeners = new Map<string, () => void>();
 
   /**
@@ -37,15 +40,33 @@ export class Persister {
     const ttlMs = options.dedupeTtlMs ?? this.dedupeTtlMs;
     return new Promise((resolve, reject) => {
       this.pending.push({ queue, batch, ttlMs, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => void this.flush());
-      }
+      this.schedule();
     });
   }
 
+  private schedule(): void {
+    if (this.scheduled || this.flushing) return;
+    this.scheduled = true;
+    setImmediate(() => void this.flush());
+  }
+
+  /**
+   * One group at a time: what arrives while a group commits (and waits for its fsync) waits
+   * too, then commits as one transaction. It would have waited for the next fsync anyway, so
+   * the latency is the same and a busy source costs one transaction per fsync, not per turn.
+   */
   private async flush(): Promise<void> {
     this.scheduled = false;
+    this.flushing = true;
+    try {
+      await this.commit();
+    } finally {
+      this.flushing = false;
+      if (this.pending.length > 0) this.schedule();
+    }
+  }
+
+  private async commit(): Promise<void> {
     const work = this.pending;
     this.pending = [];
     const byQueue = new Map<string, Pending[]>();

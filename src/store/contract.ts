@@ -244,5 +244,18 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect(await store.purgeDeliveryAttempts(t + 2)).toBe(1);
       expect((await store.listDeliveryAttempts()).map((a) => a.messageId)).toEqual(['m1']);
     });
+
+    it('records delivery attempts and completes the delivered items with them, under the lease only', async () => {
+      await store.enqueue('outbox:f:rec', [{ message: msg('d1') }, { message: msg('d2') }, { message: msg('d3') }]);
+      const claimed = await store.claim('outbox:f:rec', 'w1', { limit: 2, leaseMs: 60_000 });
+      expect(claimed.map((c) => c.message.id)).toEqual(['d1', 'd2']);
+      const at = clock.now();
+      const attempt = (id: string) => ({ flow: 'f', outbox: 'outbox:f:rec', messageId: id, attempt: 1, url: 'https://x/h', at, status: 204, latencyMs: 3, outcome: 'delivered' as const });
+      // d3 is not leased by w1, so it stays; another owner's id does not complete anything
+      await store.recordDeliveryAttempts([attempt('d1'), attempt('d2')], { queue: 'outbox:f:rec', owner: 'w1', ids: ['d1', 'd2', 'd3'] });
+      expect((await store.listDeliveryAttempts({ outbox: 'outbox:f:rec' })).map((a) => a.messageId)).toEqual(['d1', 'd2']);
+      expect(await store.queueStats('outbox:f:rec')).toEqual({ ready: 1, scheduled: 0, leased: 0 });
+      expect((await store.claim('outbox:f:rec', 'w2', { limit: 10, leaseMs: 60_000 })).map((c) => c.message.id)).toEqual(['d3']);
+    });
   });
 }

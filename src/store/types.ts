@@ -1,7 +1,7 @@
-import type { DeliveryAttempt, DeliveryAttemptFilter, DeliveryAttemptInput } from '../core/durable.js';
+import type { CompletedItems, DeliveryAttempt, DeliveryAttemptFilter, DeliveryAttemptInput } from '../core/durable.js';
 import type { StoredMessage } from '../core/message.js';
 
-export type { DeliveryAttempt, DeliveryAttemptFilter, DeliveryAttemptInput, DeliveryOutcome } from '../core/durable.js';
+export type { CompletedItems, DeliveryAttempt, DeliveryAttemptFilter, DeliveryAttemptInput, DeliveryOutcome } from '../core/durable.js';
 
 /**
  * The Store port: durable state for the engine. SQLite (embedded, the default) and
@@ -76,7 +76,8 @@ export interface Store {
   deleteDeadLetters(ids: readonly number[]): Promise<number>;
 
   // ---- delivery attempts (outbound webhooks; `ix deliveries`) ----
-  recordDeliveryAttempts(entries: readonly DeliveryAttemptInput[]): Promise<void>;
+  /** With `completed`: those queue items are completed in the same transaction. */
+  recordDeliveryAttempts(entries: readonly DeliveryAttemptInput[], completed?: CompletedItems): Promise<void>;
   /** Oldest first; `afterId` pages. */
   listDeliveryAttempts(filter?: DeliveryAttemptFilter): Promise<DeliveryAttempt[]>;
   /** Removes attempts older than `before` (ms since epoch), of one outbox when given; returns how many. */

@@ -118,6 +118,23 @@ describe('webhook sink', () => {
     expect(sink.counts.deduplicated).toBe(1);
   });
 
+  it('close gives back what it claimed and did not deliver (started and kept for later), so a restart sends it', async () => {
+    const { sink, receiver, store, make } = await setup(systemClock, { concurrency: 2 });
+    receiver.answer = () => 'hang';
+    await sink.write(Array.from({ length: 6 }, (_, i) => msg(`evt_c${i}`)));
+    await until(() => receiver.received.length === 2, 'two hanging deliveries');
+    await sink.close();
+    // nothing stays leased: the two abandoned ones and the ones claimed ahead are all ready again
+    expect(await store.queueStats(sink.queue)).toEqual({ ready: 6, scheduled: 0, leased: 0 });
+    receiver.answer = () => ({ status: 204 });
+    const again = make();
+    cleanups.push(() => again.close());
+    await until(() => again.counts.delivered === 6, 'all six delivered after the restart');
+    await again.idle();
+    expect(await store.queueStats(sink.queue)).toEqual({ ready: 0, scheduled: 0, leased: 0 });
+    expect((await store.listDeliveryAttempts({ outbox: sink.queue })).filter((a) => a.outcome === 'delivered')).toHaveLength(6);
+  });
+
   it('schedule: fails the first 4 attempts, delivers exactly once at the 5th, at the scheduled times', async () => {
     const clock = new FakeClock(Date.now());
     const { sink, receiver, store } = await setup(clock);

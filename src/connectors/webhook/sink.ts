@@ -93,6 +93,11 @@ interface FifoBlock {
   readonly until: number;
 }
 
+/** How long a settle nobody waits on may wait for others to share its commit (real ms). */
+const LAZY_SETTLE_MS = 2;
+/** A group this large commits at once. */
+const LAZY_GROUP = 64;
+
 /** Waits for a batch of store writes to be flushed together (group commit). */
 class Settler {
   private completes: string[] = [];
@@ -105,6 +110,8 @@ class Settler {
     private readonly store: DurableStore,
     private readonly queue: string,
     private readonly owner: string,
+    /** Nobody waits on a settle to free a delivery slot (no FIFO): groups may wait a little. */
+    private readonly lazy = false,
   ) {}
 
   delivered(id: string, attempt: DeliveryAttemptInput): Promise<void> {
@@ -129,7 +136,10 @@ class Settler {
   private async flush(): Promise<void> {
     try {
       while (this.waiters.length > 0) {
-        await new Promise<void>((r) => setImmediate(r));
+        // Deliveries that do not wait for their settle (no FIFO) group over a couple of ms:
+        // fewer, larger commits. A waited-for settle (FIFO) goes with the next turn.
+        if (this.lazy && this.waiters.length < LAZY_GROUP) await new Promise<void>((r) => setTimeout(r, LAZY_SETTLE_MS));
+        else await new Promise<void>((r) => setImmediate(r));
         const completes = this.completes;
         const attempts = this.attempts;
         const waiters = this.waiters;
@@ -139,8 +149,8 @@ class Settler {
         this.waiters = [];
         this.failers = [];
         try {
-          if (completes.length > 0) await this.store.complete(this.queue, this.owner, completes);
-          if (attempts.length > 0) await this.store.recordDeliveryAttempts(attempts);
+          // one transaction: the attempts recorded and the delivered items completed
+          await this.store.recordDeliveryAttempts(attempts, completes.length > 0 ? { queue: this.queue, owner: this.owner, ids: completes } : undefined);
           for (const w of waiters) w();
         } catch (err) {
           for (const f of failers) f(err);
@@ -171,6 +181,9 @@ export class WebhookSink implements Sink {
   private readonly limiter: RateLimiter | undefined;
   private readonly settler: Settler;
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly settles = new Set<Promise<void>>();
+  /** Claimed with the last claim, not started yet (no FIFO, breaker closed). */
+  private prefetched: DurableQueueItem[] = [];
   private readonly requests = new Set<AbortController>();
   private readonly stop = new AbortController();
   private wakeController = new AbortController();
@@ -206,7 +219,7 @@ export class WebhookSink implements Sink {
     });
     this.breaker = new CircuitBreaker(ctx.clock, s.breaker.failures, s.breaker.halfOpenAfterMs);
     this.limiter = s.rateLimit ? new RateLimiter(ctx.clock, s.rateLimit) : undefined;
-    this.settler = new Settler(this.store, this.queue, this.owner);
+    this.settler = new Settler(this.store, this.queue, this.owner, !s.fifo);
     this.loop = this.run(options.pollMs ?? 1000);
   }
 
@@ -248,12 +261,14 @@ export class WebhookSink implements Sink {
     for (const c of this.requests) c.abort();
     await this.loop;
     await Promise.allSettled([...this.inFlight]);
+    if (this.prefetched.length > 0) await this.releasePrefetched().catch(() => undefined); // the lease would expire anyway
+    await Promise.allSettled([...this.settles]);
     await this.dispatcher.close();
   }
 
   /** Resolves once nothing is in flight (tests). */
   async idle(): Promise<void> {
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    while (this.inFlight.size > 0 || this.settles.size > 0) await Promise.allSettled([...this.inFlight, ...this.settles]);
   }
 
   private wake(): void {
@@ -301,6 +316,7 @@ export class WebhookSink implements Sink {
     if (this.stop.signal.aborted) return;
     if (this.clock.now() >= this.nextPurgeAt) await this.purgeAttempts(this.clock.now());
     const state = this.breaker.state();
+    if (state !== 'closed' && this.prefetched.length > 0) await this.releasePrefetched();
     if (state === 'open') {
       await this.sleep(this.breaker.retryAt() - this.clock.now());
       return;
@@ -311,7 +327,14 @@ export class WebhookSink implements Sink {
       await Promise.race([...this.inFlight, this.stopped()]);
       return;
     }
-    const items = await this.store.claim(this.queue, this.owner, { limit: room, leaseMs: this.leaseMs });
+    let items: DurableQueueItem[];
+    if (this.prefetched.length > 0) items = this.prefetched.splice(0, room);
+    else if (state === 'closed' && !this.s.fifo) {
+      // One claim fills the free slots and as many again, kept for the next free slots: half
+      // the claims. A kept item starts within one attempt's timeout, so its lease covers two.
+      items = await this.store.claim(this.queue, this.owner, { limit: room + this.s.concurrency, leaseMs: this.leaseMs + this.s.timeoutMs });
+      this.prefetched = items.splice(room);
+    } else items = await this.store.claim(this.queue, this.owner, { limit: room, leaseMs: this.leaseMs });
     if (items.length === 0) {
       if (this.inFlight.size > 0) {
         await Promise.race([...this.inFlight, this.woken(), this.stopped()]);
@@ -343,6 +366,19 @@ export class WebhookSink implements Sink {
       if (signal.aborted) r();
       else signal.addEventListener('abort', () => r(), { once: true });
     });
+  }
+
+  /** Gives claimed items not started yet back to the outbox (breaker not closed, stopping). */
+  private async releasePrefetched(): Promise<void> {
+    const ids = this.prefetched.map((i) => i.message.id);
+    this.prefetched = [];
+    await this.store.release(this.queue, this.owner, ids);
+  }
+
+  /** A settle that runs after its delivery slot was freed; close() and idle() wait for it. */
+  private settling(p: Promise<void>): void {
+    const t = p.catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'recording a delivery failed; its lease will expire and it is sent again')).finally(() => this.settles.delete(t));
+    this.settles.add(t);
   }
 
   private track(p: Promise<void>): void {
@@ -437,7 +473,15 @@ export class WebhookSink implements Sink {
     if (status !== undefined && status >= 200 && status < 300) {
       this.breaker.success();
       this.counts.delivered++;
-      await this.settler.delivered(msg.id, { ...common, outcome: 'delivered' });
+      const settled = this.settler.delivered(msg.id, { ...common, outcome: 'delivered' });
+      if (!this.s.fifo) {
+        // The slot is free once the receiver answered: the record and the completion commit
+        // with the next group (the lease holds the item meanwhile; a crash before that commit
+        // means a redelivery, at-least-once). Under FIFO the next of a key waits for it.
+        this.settling(settled);
+        return true;
+      }
+      await settled;
       if (this.s.fifo && msg.key !== undefined && this.fifoBlocks.get(msg.key)?.id === msg.id) await this.setFifoBlock(msg.key, undefined);
       return true;
     }

@@ -5,6 +5,7 @@ import type { StoredMessage } from '../../core/message.js';
 import type { Migration } from '../migrations.js';
 import type {
   ClaimOptions,
+  CompletedItems,
   DeadLetter,
   DeadLetterFilter,
   DeadLetterInput,
@@ -264,7 +265,10 @@ export class PostgresStore implements Store {
     ]);
   }
 
-  async recordDeliveryAttempts(entries: readonly DeliveryAttemptInput[]): Promise<void> {
+  async recordDeliveryAttempts(entries: readonly DeliveryAttemptInput[], completed?: CompletedItems): Promise<void> {
+    // two statements, not one transaction: a completion whose record is lost is only a
+    // missing history line, and a record without its completion a redelivery (at-least-once)
+    if (completed) await this.complete(completed.queue, completed.owner, completed.ids);
     if (entries.length === 0) return;
     await this.query(Q.insertDeliveryAttempts, [
       entries.map((e) => e.flow),

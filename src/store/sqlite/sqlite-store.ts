@@ -6,6 +6,7 @@ import { IxError } from '../../core/errors.js';
 import type { StoredMessage } from '../../core/message.js';
 import type {
   ClaimOptions,
+  CompletedItems,
   DeadLetter,
   DeadLetterFilter,
   DeadLetterInput,
@@ -368,8 +369,9 @@ export class SqliteStore implements Store {
     return n;
   }
 
-  recordDeliveryAttempts(entries: readonly DeliveryAttemptInput[]): Promise<void> {
+  recordDeliveryAttempts(entries: readonly DeliveryAttemptInput[], completed?: CompletedItems): Promise<void> {
     this.tx(() => {
+      if (completed) for (const id of completed.ids) this.stmts.complete.run(completed.queue, id, completed.owner);
       for (const e of entries) {
         this.stmts.insertAttempt.run(
           e.flow,
