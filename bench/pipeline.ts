@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
@@ -51,8 +51,11 @@ async function bundle(script: string): Promise<string> {
   return outfile;
 }
 
-function digest(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+/** Streamed, so this process stays small: a child's memory is measured on its own (peak-rss.ts). */
+async function digest(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
 }
 
 function run(script: string, args: string[]): Run {
@@ -82,7 +85,7 @@ export const pipelineBench: Bench = {
       const b = base[base.length - 1] as Run;
       if (o.count !== n || b.count !== n) throw new Error(`count mismatch: ours ${o.count}, baseline ${b.count}, expected ${n}`);
       // The same bytes out, in the same order (untimed).
-      if (digest(join(dir, 'ours.jsonl')) !== digest(join(dir, 'base.jsonl'))) throw new Error('output mismatch: ours.jsonl and base.jsonl differ');
+      if ((await digest(join(dir, 'ours.jsonl'))) !== (await digest(join(dir, 'base.jsonl')))) throw new Error('output mismatch: ours.jsonl and base.jsonl differ');
       rmSync(dir, { recursive: true, force: true });
       console.log(`  round ${r + 1}: ours ${round(n / o.seconds, 0)} rec/s (${round(o.maxRssMB, 0)} MB), baseline ${round(n / b.seconds, 0)} rec/s (${round(b.maxRssMB, 0)} MB)`);
     }
