@@ -1,6 +1,7 @@
 /** The hand-written baseline: read a JSONL file, parse each line, stringify, write. */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { once } from 'node:events';
+import { peakRssMB } from './peak-rss.js';
 
 const [input, output] = process.argv.slice(2) as [string, string];
 const started = performance.now();
@@ -26,4 +27,4 @@ for await (const chunk of createReadStream(input, { encoding: 'utf8', highWaterM
 out.end();
 await once(out, 'finish');
 const seconds = (performance.now() - started) / 1000;
-process.stdout.write(`${JSON.stringify({ count, seconds, maxRssMB: process.resourceUsage().maxRSS / 1024 })}\n`);
+process.stdout.write(`${JSON.stringify({ count, seconds, maxRssMB: peakRssMB() })}\n`);

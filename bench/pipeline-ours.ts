@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { startApp } from '../src/app/app.js';
 import { silentLogger } from '../src/core/logger.js';
+import { peakRssMB } from './peak-rss.js';
 
 const [input, output, store, sync] = process.argv.slice(2) as [string, string, string, string];
 const spec = join(dirname(output), 'pipeline-spec.yaml');
@@ -22,5 +23,5 @@ await app.done();
 const seconds = (performance.now() - started) / 1000;
 const count = app.engine.stats()['pipeline']?.out ?? 0;
 await app.stop();
-process.stdout.write(`${JSON.stringify({ count, seconds, maxRssMB: process.resourceUsage().maxRSS / 1024 })}\n`);
+process.stdout.write(`${JSON.stringify({ count, seconds, maxRssMB: peakRssMB() })}\n`);
 process.exit(0);

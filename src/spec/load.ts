@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import { Ajv2020, type AnySchemaObject, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { DataValidationCxt, SchemaValidateFunction } from 'ajv/dist/types/index.js';
 import addFormatsImport from 'ajv-formats';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node, type Pair, type Scalar } from 'yaml';
 import { IxError } from '../core/errors.js';
 import type { Registry } from '../registry/registry.js';
-import { buildSpecSchema, SLOT_KEYWORD } from '../registry/schema.js';
+import { buildSpecSchema, SLOT_KEYWORD, type JsonSchema } from '../registry/schema.js';
 import { SECRET_KEYWORD } from '../registry/types.js';
 import { hint } from './did-you-mean.js';
 import { SpecError, type SpecProblem } from './problem.js';
@@ -49,14 +50,71 @@ function isSecretReference(_schema: unknown, data: unknown, _parent?: unknown, c
   return typeof data !== 'string' || secretRefPointers.has(cxt?.instancePath ?? '');
 }
 
+/** Marks, in the compiled spec schema, where a component's config is validated by its own schema. */
+const COMPONENT_KEYWORD = 'x-ix-component';
+
+/** The data an error of a kind's validator was about (Ajv overwrites `data` when it passes them up). */
+const componentErrorData = new WeakMap<object, unknown>();
+/** Its schema path within the kind's schema (Ajv overwrites it with the keyword's), prefixed by the kind. */
+const componentSchemaPath = new WeakMap<object, string>();
+
+/**
+ * The spec schema with each component kind's config schema replaced by a reference that is
+ * compiled the first time a spec uses that kind: compiling every registered kind at start-up
+ * cost seconds and ~80 MB, for the two or three a spec names. The errors are the same (the
+ * kind's validator runs at the same instance path, with the same schema).
+ */
+function lazyComponents(schema: JsonSchema, kinds: Map<string, JsonSchema>): JsonSchema {
+  const walk = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(walk);
+    if (node === null || typeof node !== 'object') return node;
+    const obj = node as JsonSchema;
+    const slot = obj[SLOT_KEYWORD];
+    const out: JsonSchema = {};
+    for (const [k, v] of Object.entries(obj)) {
+      if (typeof slot === 'string' && k === 'properties') {
+        const props: JsonSchema = {};
+        for (const [kind, config] of Object.entries(v as JsonSchema)) {
+          const ref = `${slot}:${kind}`;
+          kinds.set(ref, config as JsonSchema);
+          props[kind] = { [COMPONENT_KEYWORD]: ref };
+        }
+        out[k] = props;
+      } else out[k] = walk(v);
+    }
+    return out;
+  };
+  return walk(schema) as JsonSchema;
+}
+
 function validatorFor(registry: Registry): ValidateFunction {
   let v = validators.get(registry);
   if (!v) {
-    const ajv = new Ajv2020({ allErrors: true, useDefaults: true, coerceTypes: true, verbose: true, strict: false });
+    // A spec is validated once per process: Ajv's code optimization passes cost more at
+    // start-up (about half the compile) than they could save on that one run.
+    const ajv = new Ajv2020({ allErrors: true, useDefaults: true, coerceTypes: true, verbose: true, strict: false, code: { optimize: false } });
     addFormats(ajv);
     ajv.addKeyword({ keyword: SLOT_KEYWORD, schemaType: 'string' });
     ajv.addKeyword({ keyword: SECRET_KEYWORD, schemaType: 'boolean', validate: isSecretReference });
-    v = ajv.compile(buildSpecSchema(registry));
+    const kinds = new Map<string, JsonSchema>();
+    const compiled = new Map<string, ValidateFunction>();
+    const component: SchemaValidateFunction = (ref: string, data: unknown, _parent?: AnySchemaObject, cxt?: DataValidationCxt): boolean => {
+      let kindValidator = compiled.get(ref);
+      if (!kindValidator) {
+        kindValidator = ajv.compile(kinds.get(ref) ?? {});
+        compiled.set(ref, kindValidator);
+      }
+      const ok = kindValidator(data, cxt);
+      const errors = ok ? [] : (kindValidator.errors ?? []);
+      for (const e of errors) {
+        componentErrorData.set(e, e.data);
+        componentSchemaPath.set(e, `${ref}${e.schemaPath}`);
+      }
+      component.errors = errors;
+      return ok;
+    };
+    ajv.addKeyword({ keyword: COMPONENT_KEYWORD, schemaType: 'string', modifying: true, errors: true, validate: component });
+    v = ajv.compile(lazyComponents(buildSpecSchema(registry), kinds));
     validators.set(registry, v);
   }
   return v;
@@ -121,6 +179,8 @@ export function loadSpecText(text: string, file: string, registry: Registry, opt
     secretRefPointers = new Set();
   }
   if (!valid) {
+    // Unions inside a kind's schema are told apart by their own schema paths.
+    for (const e of validate.errors ?? []) e.schemaPath = componentSchemaPath.get(e) ?? e.schemaPath;
     for (const e of pickErrors(validate.errors ?? [])) {
       const { path, err, key } = describeAjvError(e, registry);
       at(path, err, key);
@@ -266,7 +326,8 @@ function describeAjvError(e: ErrorObject, registry: Registry): { path: SpecPath;
       }
       break;
     case 'type': {
-      const got = Array.isArray(e.data) ? 'array' : e.data === null ? 'null' : typeof e.data;
+      const data: unknown = componentErrorData.has(e) ? componentErrorData.get(e) : e.data;
+      const got = Array.isArray(data) ? 'array' : data === null ? 'null' : typeof data;
       return { path, key: false, err: new IxError('IX_SPEC_INVALID', { path: describe(path), detail: `must be ${String(params['type'])}, not ${got}` }) };
     }
     case 'enum': {

@@ -62,7 +62,8 @@ export class FileSink implements Sink {
   async write(batch: Message[]): Promise<void> {
     const handle = await this.open();
     const text = this.serialize(batch);
-    const write = this.chain.then(() => handle.write(text));
+    const bytes = typeof text === 'string' ? Buffer.from(text) : text;
+    const write = this.chain.then(() => writeAll(handle, bytes));
     this.chain = write.catch(() => undefined);
     await write;
     if (this.config.sync !== 'none') await this.sync(handle);
@@ -78,16 +79,10 @@ export class FileSink implements Sink {
     }
   }
 
-  private serialize(batch: Message[]): string {
+  private serialize(batch: Message[]): string | Buffer {
+    if (this.format === 'jsonl') return lines(batch, (p) => String(JSON.stringify(p)));
+    if (this.format === 'lines') return lines(batch, (p) => (typeof p === 'string' ? p : String(JSON.stringify(p))));
     let out = '';
-    if (this.format === 'jsonl') {
-      for (const m of batch) out += `${JSON.stringify(m.payload)}\n`;
-      return out;
-    }
-    if (this.format === 'lines') {
-      for (const m of batch) out += `${typeof m.payload === 'string' ? m.payload : JSON.stringify(m.payload)}\n`;
-      return out;
-    }
     const delimiter = this.config.csv?.delimiter ?? ',';
     for (const m of batch) {
       const rec = (m.payload ?? {}) as Record<string, unknown>;
@@ -135,6 +130,36 @@ export class FileSink implements Sink {
       return h;
     })();
     return this.opening;
+  }
+}
+
+/**
+ * A batch as one line per payload, encoded straight into one buffer: building one big string
+ * instead made a large (old-space) string per batch, freed only by a full GC.
+ */
+function lines(batch: Message[], text: (payload: unknown) => string): Buffer {
+  const parts = new Array<string>(batch.length);
+  let bytes = 0;
+  for (let i = 0; i < batch.length; i++) {
+    const s = text((batch[i] as Message).payload);
+    parts[i] = s;
+    bytes += Buffer.byteLength(s) + 1;
+  }
+  const out = Buffer.allocUnsafe(bytes);
+  let at = 0;
+  for (const s of parts) {
+    at += out.write(s, at);
+    out[at++] = 10;
+  }
+  return out;
+}
+
+/** Writes every byte (a write may be partial). */
+async function writeAll(h: FileHandle, bytes: Buffer): Promise<void> {
+  let at = 0;
+  while (at < bytes.length) {
+    const { bytesWritten } = await h.write(bytes, at, bytes.length - at);
+    at += bytesWritten;
   }
 }
 

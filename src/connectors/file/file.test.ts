@@ -104,6 +104,19 @@ describe('file sink', () => {
     expect(readFileSync(path, 'utf8')).toBe('{"a":1}\n{"a":2}\n{"a":3}\n');
   });
 
+  it('writes JSONL and lines byte for byte, multi-byte characters included', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ix-file-'));
+    const payloads = [{ name: 'Zoë', city: '東京', emoji: '🚀' }, 'plain', 7, null];
+    const jsonl = new FileSink({ path: 'out.jsonl', sync: 'batch' }, dir);
+    await jsonl.write(payloads.map((payload, i) => createMessage({ id: String(i), payload })));
+    await jsonl.close();
+    expect(readFileSync(join(dir, 'out.jsonl'), 'utf8')).toBe(`${payloads.map((p) => JSON.stringify(p)).join('\n')}\n`);
+    const text = new FileSink({ path: 'out.txt', sync: 'none' }, dir);
+    await text.write(payloads.map((payload, i) => createMessage({ id: String(i), payload })));
+    await text.close();
+    expect(readFileSync(join(dir, 'out.txt'), 'utf8')).toBe('{"name":"Zoë","city":"東京","emoji":"🚀"}\nplain\n7\nnull\n');
+  });
+
   it('writes CSV with a header once and RFC 4180 quoting', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ix-file-'));
     const sink = new FileSink({ path: 'out.csv', sync: 'none' }, dir);

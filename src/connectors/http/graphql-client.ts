@@ -1,12 +1,18 @@
 import { createHash } from 'node:crypto';
-import { Kind, parse, type DocumentNode, type OperationDefinitionNode } from 'graphql';
-import { createClient, type Client } from 'graphql-ws';
+import type * as Graphql from 'graphql';
+import type { DocumentNode, OperationDefinitionNode } from 'graphql';
+import type * as GraphqlWs from 'graphql-ws';
+import type { Client } from 'graphql-ws';
 import { WebSocket } from 'undici';
 import { IxError, errorMessage } from '../../core/errors.js';
 import { RestService, type CallResult, type Endpoint, type ServiceDeps } from './client.js';
 import type { ServiceConfig } from './config.js';
 import type { Failure } from './errors-table.js';
 import { compileTemplate, type Compiled } from './template.js';
+import { lazyModule } from '../../core/lazy-module.js';
+
+const graphql = lazyModule<typeof Graphql>('graphql');
+const graphqlWs = lazyModule<typeof GraphqlWs>('graphql-ws');
 
 export interface GraphqlRequest {
   /** A declared endpoint (operation) name, or undefined with `document`. */
@@ -35,8 +41,8 @@ interface Operation {
 
 /** Parses a GraphQL document and names its (first) operation's kind. Throws on a syntax error. */
 export function operationOf(document: string): { kind: 'query' | 'mutation' | 'subscription'; name: string | undefined; ast: DocumentNode } {
-  const ast = parse(document);
-  const op = ast.definitions.find((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
+  const ast = graphql().parse(document);
+  const op = ast.definitions.find((d): d is OperationDefinitionNode => d.kind === graphql().Kind.OPERATION_DEFINITION);
   if (!op) throw new SyntaxError('the document has no operation');
   return { kind: op.operation as 'query' | 'mutation' | 'subscription', name: op.name?.value, ast };
 }
@@ -135,7 +141,7 @@ export class GraphqlService extends RestService {
     const url = this.config.wsUrl ?? this.baseUrl.href.replace(/^http/, 'ws').replace(/\/$/, '');
     const probe = { method: 'GET', url: new URL(this.baseUrl), headers: {} as Record<string, string>, body: undefined };
     await this.auth.apply(probe);
-    this.ws = createClient({
+    this.ws = graphqlWs().createClient({
       url,
       webSocketImpl: WebSocket,
       lazy: true,

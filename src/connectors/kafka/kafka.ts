@@ -1,4 +1,5 @@
-import kafkajs from 'kafkajs';
+import type kafkajsModule from 'kafkajs';
+import { lazyModule } from '../../core/lazy-module.js';
 import type { Consumer, EachBatchPayload, KafkaConfig, Producer, SASLOptions } from 'kafkajs';
 import type { Sink, SinkContext, SinkWriteResult, Source, SourceContext } from '../../core/component.js';
 import { IxError, errorMessage } from '../../core/errors.js';
@@ -7,10 +8,11 @@ import { parseDuration } from '../../core/units.js';
 import { DeliveryCounter, backoffOf, childSignal, compileKey, compileRouter, decodePayload, encodePayload, exceededError, runWithReconnect, stringHeaders } from '../broker-kit.js';
 import type { KafkaSinkConfig, KafkaSourceConfig } from './config.js';
 
-const { Kafka, CompressionTypes, logLevel } = kafkajs;
+const kafkajs = lazyModule<typeof kafkajsModule>('kafkajs');
+
 
 function kafkaConfig(c: KafkaSourceConfig | KafkaSinkConfig): KafkaConfig {
-  const cfg: KafkaConfig = { clientId: c.clientId, brokers: c.brokers, ssl: c.ssl, logLevel: logLevel.NOTHING, retry: { retries: 5 } };
+  const cfg: KafkaConfig = { clientId: c.clientId, brokers: c.brokers, ssl: c.ssl, logLevel: kafkajs().logLevel.NOTHING, retry: { retries: 5 } };
   if (c.sasl) cfg.sasl = { mechanism: c.sasl.mechanism, username: c.sasl.username, password: c.sasl.password } as SASLOptions;
   return cfg;
 }
@@ -33,7 +35,7 @@ export class KafkaSource implements Source {
     const retryDelay = parseDuration(c.retryDelay);
     await runWithReconnect({ signal: ctx.signal, clock: ctx.clock, logger, backoff: backoffOf(c), what: 'kafka' }, async (healthy) => {
       const lost = childSignal(ctx.signal);
-      const consumer = new Kafka(kafkaConfig(c)).consumer({ groupId: c.groupId, sessionTimeout: parseDuration(c.sessionTimeout), retry: { retries: 3 } });
+      const consumer = new (kafkajs().Kafka)(kafkaConfig(c)).consumer({ groupId: c.groupId, sessionTimeout: parseDuration(c.sessionTimeout), retry: { retries: 3 } });
       this.consumer = consumer;
       consumer.on(consumer.events.CRASH, (e) => lost.abort(new Error(`consumer crashed: ${errorMessage(e.payload.error)}`)));
       try {
@@ -113,7 +115,7 @@ export class KafkaSink implements Sink {
     if (this.closed) return Promise.reject(new IxError('IX_SINK_FAILED', { sink: 'kafka', detail: 'sink is closed' }, { retryable: false }));
     if (this.producer) return Promise.resolve(this.producer);
     this.connecting ??= (async () => {
-      const p = new Kafka(kafkaConfig(this.c)).producer({ idempotent: this.c.idempotent, maxInFlightRequests: this.c.idempotent ? 1 : 5 });
+      const p = new (kafkajs().Kafka)(kafkaConfig(this.c)).producer({ idempotent: this.c.idempotent, maxInFlightRequests: this.c.idempotent ? 1 : 5 });
       try {
         await p.connect();
         p.on(p.events.DISCONNECT, () => {
@@ -151,7 +153,7 @@ export class KafkaSink implements Sink {
         await p.sendBatch({
           acks: -1,
           timeout: parseDuration(this.c.timeout),
-          compression: this.c.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+          compression: this.c.compression === 'gzip' ? kafkajs().CompressionTypes.GZIP : kafkajs().CompressionTypes.None,
           topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
         });
       } catch (err) {

@@ -1,10 +1,14 @@
-import { connectAsync, type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import type * as Mqtt from 'mqtt';
+import type { IClientOptions, IClientPublishOptions, MqttClient } from 'mqtt';
+import { lazyModule } from '../../core/lazy-module.js';
 import type { Sink, SinkContext, SinkWriteResult } from '../../core/component.js';
 import { IxError, errorMessage } from '../../core/errors.js';
 import type { Message } from '../../core/message.js';
 import { parseDuration } from '../../core/units.js';
 import { compileRouter, encodePayload, redactUrl } from '../broker-kit.js';
 import type { MqttSinkConfig } from './config.js';
+
+const mqtt = lazyModule<typeof Mqtt>('mqtt');
 
 /**
  * Publishes each message to a topic templated from it. With QoS 1 or 2 a write resolves once
@@ -38,7 +42,7 @@ export class MqttSink implements Sink {
           ...(this.c.username !== undefined ? { username: this.c.username } : {}),
           ...(this.c.password !== undefined ? { password: this.c.password } : {}),
         };
-        const client = await connectAsync(this.c.url, opts);
+        const client = await mqtt().connectAsync(this.c.url, opts);
         client.on('error', () => undefined);
         this.client = client;
         return client;

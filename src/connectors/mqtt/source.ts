@@ -1,10 +1,14 @@
-import { connect, type IClientOptions, type IPublishPacket, type MqttClient, type Packet } from 'mqtt';
+import type * as Mqtt from 'mqtt';
+import type { IClientOptions, IPublishPacket, MqttClient, Packet } from 'mqtt';
+import { lazyModule } from '../../core/lazy-module.js';
 import type { Source, SourceContext } from '../../core/component.js';
 import { errorMessage } from '../../core/errors.js';
 import { createMessage } from '../../core/message.js';
 import { parseDuration } from '../../core/units.js';
 import { DeliveryCounter, DeliveryPump, backoffOf, childSignal, decodePayload, digestId, exceededError, redactUrl, runWithReconnect } from '../broker-kit.js';
 import type { MqttSourceConfig } from './config.js';
+
+const mqtt = lazyModule<typeof Mqtt>('mqtt');
 
 type SendPacket = (packet: Packet, cb?: (err?: Error) => void, cbStorePut?: () => void, noStore?: boolean) => void;
 
@@ -46,7 +50,7 @@ export class MqttSource implements Source {
       let client: MqttClient | undefined;
       try {
         // handlers go in before the connection opens: a resumed session redelivers right after CONNACK
-        client = connect(c.url, opts);
+        client = mqtt().connect(c.url, opts);
         this.client = client;
         const cl = client;
         const connected = new Promise<void>((resolve, reject) => {

@@ -1,8 +1,11 @@
-import mysql from 'mysql2/promise';
+import type mysqlModule from 'mysql2/promise';
+import { lazyModule } from '../../core/lazy-module.js';
 import type { Logger } from '../../core/logger.js';
 import { jsonish, quoteIdentWith, quoteTable, type Dialect, type ErrorClass, type SqlConn, type SqlDriver, type SqlResult } from '../sql-common.js';
 import type { PollDriver, PollPosition, PolledRow } from '../sql-poll.js';
 import type { WriteShape } from '../sql-sink.js';
+
+const mysql = lazyModule<typeof mysqlModule>('mysql2/promise');
 
 export const mysqlDialect: Dialect = {
   name: 'mysql',
@@ -64,8 +67,8 @@ export interface MysqlConnectOptions {
   readonly logger: Logger;
 }
 
-export function createMysqlPool(o: MysqlConnectOptions): mysql.Pool {
-  const pool = mysql.createPool({
+export function createMysqlPool(o: MysqlConnectOptions): mysqlModule.Pool {
+  const pool = mysql().createPool({
     uri: o.url,
     connectionLimit: o.maxConnections ?? 4,
     timezone: 'Z',
@@ -90,7 +93,7 @@ function wrap(res: unknown): SqlResult {
 export class MysqlDriver implements SqlDriver, PollDriver {
   readonly dialect = mysqlDialect;
   readonly db = 'mysql';
-  constructor(readonly pool: mysql.Pool) {}
+  constructor(readonly pool: mysqlModule.Pool) {}
 
   async transaction<T>(fn: (conn: SqlConn) => Promise<T>): Promise<T> {
     const c = await this.pool.getConnection();

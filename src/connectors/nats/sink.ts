@@ -1,11 +1,17 @@
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import type * as Jetstream from '@nats-io/jetstream';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type * as Transport from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Sink, SinkContext, SinkWriteResult } from '../../core/component.js';
 import { IxError, errorMessage } from '../../core/errors.js';
 import type { Message } from '../../core/message.js';
 import { parseDuration } from '../../core/units.js';
 import { compileRouter, encodePayload } from '../broker-kit.js';
 import { connectOptions, type NatsSinkConfig } from './config.js';
+import { lazyModule } from '../../core/lazy-module.js';
+
+const transport = lazyModule<typeof Transport>('@nats-io/transport-node');
+const jetstreamModule = lazyModule<typeof Jetstream>('@nats-io/jetstream');
 
 /**
  * Publishes each message to a subject templated from it. With `jetstream: true` a write
@@ -30,9 +36,9 @@ export class NatsSink implements Sink {
     if (this.nc && !this.nc.isClosed()) return Promise.resolve(this.nc);
     this.connecting ??= (async () => {
       try {
-        const nc = await connect({ ...connectOptions(this.c), maxReconnectAttempts: -1, name: 'ix:nats-sink' });
+        const nc = await transport().connect({ ...connectOptions(this.c), maxReconnectAttempts: -1, name: 'ix:nats-sink' });
         this.nc = nc;
-        this.js = jetstream(nc, { timeout: this.timeoutMs });
+        this.js = jetstreamModule().jetstream(nc, { timeout: this.timeoutMs });
         return nc;
       } catch (err) {
         throw new IxError('IX_SINK_FAILED', { sink: 'nats', detail: `cannot connect: ${errorMessage(err)}` }, { cause: err });
@@ -55,7 +61,7 @@ export class NatsSink implements Sink {
         failed.set(i, err);
         return;
       }
-      const h = natsHeaders();
+      const h = transport().headers();
       for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
       if (m.key !== undefined) h.set(this.c.keyHeader, m.key);
       const data = encodePayload(m.payload, this.c.format);

@@ -1,11 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
-import { connect, nanos, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import type * as Jetstream from '@nats-io/jetstream';
+import type { JsMsg } from '@nats-io/jetstream';
+import type * as Transport from '@nats-io/transport-node';
+import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import type { Source, SourceContext } from '../../core/component.js';
 import { createMessage, type Message } from '../../core/message.js';
 import { parseDuration } from '../../core/units.js';
 import { DeliveryCounter, DeliveryPump, backoffOf, childSignal, decodePayload, exceededError, runWithReconnect, type Delivery } from '../broker-kit.js';
 import { connectOptions, type NatsSourceConfig } from './config.js';
+import { lazyModule } from '../../core/lazy-module.js';
+
+const transport = lazyModule<typeof Transport>('@nats-io/transport-node');
+const jetstreamModule = lazyModule<typeof Jetstream>('@nats-io/jetstream');
 
 /**
  * A delivery. With JetStream, `copies` are the deliveries of one stream message that reached
@@ -39,7 +45,7 @@ export class NatsSource implements Source {
     const logger = ctx.logger.child({ subject: c.subject, stream: c.jetstream?.stream, durable: c.jetstream?.durable });
     const retryDelay = parseDuration(c.retryDelay);
     await runWithReconnect({ signal: ctx.signal, clock: ctx.clock, logger, backoff: backoffOf(c), what: 'nats' }, async (healthy) => {
-      const nc = await connect({ ...connectOptions(c), reconnect: false, name: `ix:${ctx.name}` });
+      const nc = await transport().connect({ ...connectOptions(c), reconnect: false, name: `ix:${ctx.name}` });
       this.nc = nc;
       const lost = childSignal(ctx.signal);
       void nc.closed().then(() => lost.abort(new Error('connection closed')));
@@ -74,7 +80,7 @@ export class NatsSource implements Source {
       try {
         if (c.jetstream) {
           const j = c.jetstream;
-          const jsm = await jetstreamManager(nc);
+          const jsm = await jetstreamModule().jetstreamManager(nc);
           if (j.createStream) {
             try {
               await jsm.streams.info(j.stream);
@@ -84,14 +90,14 @@ export class NatsSource implements Source {
           }
           const config = {
             durable_name: j.durable,
-            ack_policy: AckPolicy.Explicit,
+            ack_policy: jetstreamModule().AckPolicy.Explicit,
             filter_subject: c.subject,
             // unlimited: the delivery past maxDeliveries is dead-lettered and acked here; a cap at
             // the server would strand a message whose dead-lettering a crash interrupted
             max_deliver: -1,
-            ack_wait: nanos(parseDuration(j.ackWait)),
+            ack_wait: transport().nanos(parseDuration(j.ackWait)),
             max_ack_pending: Math.max(c.prefetch * 4, 1000),
-            deliver_policy: j.deliverPolicy === 'new' ? DeliverPolicy.New : j.deliverPolicy === 'last' ? DeliverPolicy.Last : DeliverPolicy.All,
+            deliver_policy: j.deliverPolicy === 'new' ? jetstreamModule().DeliverPolicy.New : j.deliverPolicy === 'last' ? jetstreamModule().DeliverPolicy.Last : jetstreamModule().DeliverPolicy.All,
           };
           const existing = await jsm.consumers.info(j.stream, j.durable).catch(() => undefined);
           if (!existing) {
@@ -100,7 +106,7 @@ export class NatsSource implements Source {
             logger.debug('nats: updating the durable consumer');
             await jsm.consumers.update(j.stream, j.durable, { ack_wait: config.ack_wait, max_deliver: config.max_deliver, max_ack_pending: config.max_ack_pending });
           }
-          const js = jetstream(nc);
+          const js = jetstreamModule().jetstream(nc);
           const consumer = await js.consumers.get(j.stream, j.durable);
           const messages = await consumer.consume({ max_messages: c.prefetch });
           lost.signal.addEventListener('abort', () => void messages.close(), { once: true });

@@ -1,10 +1,14 @@
-import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
+import type * as LogicalReplication from 'pg-logical-replication';
+import type { Pgoutput } from 'pg-logical-replication';
 import pg from 'pg';
 import type { Ack, Source, SourceContext } from '../../core/component.js';
 import { IxError, errorMessage } from '../../core/errors.js';
 import { createMessage, type Message } from '../../core/message.js';
 import type { PostgresCdcConfig } from './cdc-source.js';
 import { pgDialect, pgReason } from './driver.js';
+import { lazyModule } from '../../core/lazy-module.js';
+
+const logicalReplication = lazyModule<typeof LogicalReplication>('pg-logical-replication');
 
 type Config = PostgresCdcConfig;
 
@@ -119,12 +123,12 @@ export class PostgresCdcSource implements Source {
 
   /** One replication connection, until it fails (returns the error) or the signal stops it. */
   private async stream(ctx: SourceContext, confirmed: string, limit: number, linger: number): Promise<'stopped' | Error> {
-    const service = new LogicalReplicationService(
+    const service = new (logicalReplication().LogicalReplicationService)(
       { connectionString: this.config.url, application_name: 'interchange-cdc' },
       // Never acknowledge what was merely received: only what settled.
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
     );
-    const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.config.publication] });
+    const plugin = new (logicalReplication().PgoutputPlugin)({ protoVersion: 1, publicationNames: [this.config.publication] });
     let acked = confirmed;
     let failure: Error | undefined;
     let tx: { begin: Pgoutput.MessageBegin; changes: Message[] } | undefined;

@@ -1,4 +1,5 @@
-import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
+import type * as Amqp from 'amqplib';
+import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import type { Sink, SinkContext, SinkWriteResult } from '../../core/component.js';
 import { IxError, errorMessage } from '../../core/errors.js';
 import type { Message } from '../../core/message.js';
@@ -6,6 +7,9 @@ import { parseDuration } from '../../core/units.js';
 import { compileDestination, compileRouter, encodePayload, redactUrl } from '../broker-kit.js';
 import type { RabbitSinkConfig } from './config.js';
 import { assertExchange, assertQueue } from './topology.js';
+import { lazyModule } from '../../core/lazy-module.js';
+
+const amqp = lazyModule<typeof Amqp>('amqplib');
 
 /**
  * Publishes each message to an exchange with a routing key templated from the message, on a
@@ -42,7 +46,7 @@ export class RabbitSink implements Sink {
     if (this.ch) return Promise.resolve(this.ch);
     this.connecting ??= (async () => {
       try {
-        const conn = await connect(this.c.url);
+        const conn = await amqp().connect(this.c.url);
         conn.on('error', () => undefined);
         const ch = await conn.createConfirmChannel();
         ch.on('error', () => undefined);

@@ -1,4 +1,5 @@
-import { connect, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import type * as Amqp from 'amqplib';
+import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import type { Source, SourceContext } from '../../core/component.js';
 import { createMessage } from '../../core/message.js';
 import { parseDuration } from '../../core/units.js';
@@ -16,6 +17,9 @@ import {
 } from '../broker-kit.js';
 import type { RabbitSourceConfig } from './config.js';
 import { declareSourceTopology } from './topology.js';
+import { lazyModule } from '../../core/lazy-module.js';
+
+const amqp = lazyModule<typeof Amqp>('amqplib');
 
 /**
  * Consumes one queue with manual acks: a delivery is acked only after its batch settled,
@@ -34,7 +38,7 @@ export class RabbitSource implements Source {
     const retryDelay = parseDuration(c.retryDelay);
     const logger = ctx.logger.child({ queue: c.queue });
     await runWithReconnect({ signal: ctx.signal, clock: ctx.clock, logger, backoff: backoffOf(c), what: `rabbitmq ${redactUrl(c.url)}` }, async (healthy) => {
-      const conn = await connect(c.url);
+      const conn = await amqp().connect(c.url);
       this.conn = conn;
       const lost = childSignal(ctx.signal);
       conn.on('error', () => undefined);

@@ -1,4 +1,8 @@
-import { Redis } from 'ioredis';
+import type * as IoRedis from 'ioredis';
+import type { Redis } from 'ioredis';
+import { lazyModule } from '../../core/lazy-module.js';
+
+const ioredis = lazyModule<typeof IoRedis>('ioredis');
 
 /**
  * A client that does not reconnect or queue on its own: a lost connection fails the commands
@@ -6,7 +10,7 @@ import { Redis } from 'ioredis';
  * retries the write (sinks).
  */
 export function connectRedis(url: string, name: string): Redis {
-  return new Redis(url, {
+  return new (ioredis().Redis)(url, {
     lazyConnect: true,
     connectionName: name,
     maxRetriesPerRequest: 0,
@@ -18,7 +22,7 @@ export function connectRedis(url: string, name: string): Redis {
 
 /** A client for sinks and steps: reconnects itself, fails a command after one retry. */
 export function sharedRedis(url: string, name: string): Redis {
-  return new Redis(url, {
+  return new (ioredis().Redis)(url, {
     lazyConnect: true,
     connectionName: name,
     maxRetriesPerRequest: 1,
