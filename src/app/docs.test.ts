@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { errorCatalog } from '../core/errors.js';
@@ -36,5 +36,21 @@ describe('README', () => {
     expect(yaml.trim().split('\n').length).toBeLessThanOrEqual(20);
     const loaded = loadSpecText(yaml, join(import.meta.dirname, '../../README.yaml'), createRegistry(), { env: { HOOK_TOKEN: 'x' } });
     expect(loaded.spec.flows.map((f) => f.name)).toEqual(['orders-in', 'backfill']);
+  });
+});
+
+describe('docs/brokers.md examples', () => {
+  const dir = join(import.meta.dirname, '../../examples/brokers');
+  const env = { RABBIT_PASSWORD: 'x', NATS_PASSWORD: 'x', REDIS_PASSWORD: 'x', MQTT_PASSWORD: 'x', KAFKA_PASSWORD: 'x', HOSTNAME: 'w1' };
+  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+  it('has one example per broker, each linked from the guide', () => {
+    expect(files.sort()).toEqual(['kafka.yaml', 'mqtt.yaml', 'nats.yaml', 'rabbitmq.yaml', 'redis.yaml']);
+    const guide = readFileSync(join(docs, 'brokers.md'), 'utf8');
+    for (const f of files) expect(guide).toContain(`examples/brokers/${f}`);
+  });
+  it.each(files)('%s validates', (f) => {
+    const path = join(dir, f);
+    const loaded = loadSpecText(readFileSync(path, 'utf8'), path, createRegistry(), { env });
+    expect(loaded.spec.flows.length).toBeGreaterThan(0);
   });
 });
