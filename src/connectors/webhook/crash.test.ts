@@ -12,6 +12,8 @@ import { startIx, type Running } from '../../testing/cli.js';
 const WEBHOOKS = Number(process.env['IX_CRASH_WEBHOOKS'] ?? 10_000);
 const KILLS = 3;
 const SENDERS = 48;
+/** How soon a killed process's inbox claims return: short, so the test spends its time on deliveries, not on waiting. */
+const LEASE = '10s';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -131,7 +133,7 @@ describe('crash test: signed webhooks in, ix SIGKILLed and restarted, signed web
     let killed = 0;
     let run: Running | undefined;
     for (let k = 0; k < KILLS; k++) {
-      run = startIx(['run', 'spec.yaml', '--log-level', 'info'], { cwd: dir, env });
+      run = startIx(['run', 'spec.yaml', '--log-level', 'info', '--lease', LEASE], { cwd: dir, env });
       await run.waitFor(/interchange started/, 60_000);
       await new Promise((r) => setTimeout(r, 1500 + Math.random() * 2000));
       if (run.child.exitCode === null && sending) {
@@ -142,9 +144,9 @@ describe('crash test: signed webhooks in, ix SIGKILLed and restarted, signed web
       if (process.env['IX_CRASH_DEBUG']) console.log(`run ${k}: ${run.stderr().slice(-600)}`);
       await new Promise((r) => setTimeout(r, 200));
     }
-    run = startIx(['run', 'spec.yaml', '--log-level', 'warn'], { cwd: dir, env });
+    run = startIx(['run', 'spec.yaml', '--log-level', 'warn', '--lease', LEASE], { cwd: dir, env });
     await allSent;
-    // Inbox and outbox leases held by killed processes expire (60 s at most), then all is delivered.
+    // Inbox and outbox leases held by killed processes expire (10 s and the sink's timeout + 10 s), then all is delivered.
     const deadline = Date.now() + 150_000;
     while (received.size < WEBHOOKS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     clearInterval(progress);
@@ -168,5 +170,5 @@ describe('crash test: signed webhooks in, ix SIGKILLed and restarted, signed web
     console.log(
       `webhook crash test: ${killed} SIGKILLs mid-run; ${refusedOrFailed} sender retries; ${WEBHOOKS} distinct deliveries; ${repeats} repeated deliveries absorbed by the idempotent receiver`,
     );
-  }, 300_000);
+  }, 420_000);
 });
