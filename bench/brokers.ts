@@ -239,22 +239,34 @@ function nats(): Side {
             wake?.();
           }
         })();
+        let stopped = false;
         const pump = (async (): Promise<void> => {
-          for (;;) {
-            while (queue.length === 0 || running >= ENGINE_CONCURRENCY) await new Promise<void>((r) => (wake = r));
+          while (!stopped) {
+            while (!stopped && (queue.length === 0 || running >= ENGINE_CONCURRENCY)) await new Promise<void>((r) => (wake = r));
             if (queue.length < ENGINE_BATCH) await new Promise((r) => setTimeout(r, 5));
+            if (stopped) return;
             const batch = queue.splice(0, ENGINE_BATCH);
             running++;
-            void Promise.all(batch.map((m) => jsOut.publish(`${q.output}.out`, JSON.stringify(mapJs(m.json() as Record_)), { msgID: `${q.input}:${m.seq}` }))).then(() => {
-              for (const m of batch) m.ack();
-              running--;
-              wake?.();
-            });
+            void Promise.all(batch.map((m) => jsOut.publish(`${q.output}.out`, JSON.stringify(mapJs(m.json() as Record_)), { msgID: `${q.input}:${m.seq}` })))
+              .then(() => {
+                for (const m of batch) m.ack();
+              })
+              // after the run: the connection closes under late redeliveries
+              .catch(() => undefined)
+              .finally(() => {
+                running--;
+                wake?.();
+              });
           }
         })();
-        const rate = await measure(q.outCount, count, 'raw nats output', Promise.race([loop, pump]));
-        await messages.close();
-        return rate;
+        try {
+          return await measure(q.outCount, count, 'raw nats output', Promise.race([loop, pump]));
+        } finally {
+          stopped = true;
+          wake?.();
+          await messages.close();
+          await pump;
+        }
       } finally {
         await out.close();
         await q.cleanup();
