@@ -29,7 +29,12 @@ export type Decoded = { payload: unknown; error?: undefined } | { payload: unkno
 export function decodePayload(body: Uint8Array, format: Format): Decoded {
   const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   if (format === 'bytes') return { payload: Buffer.from(buf) };
-  const text = buf.toString('utf8');
+  return decodeText(buf.toString('utf8'), format);
+}
+
+/** Decodes a body already read as UTF-8 text (`format` is not `bytes`). */
+export function decodeText(text: string, format: Format): Decoded {
+  if (format === 'bytes') return { payload: Buffer.from(text) };
   if (format === 'text') return { payload: text };
   if (text.length === 0) return { payload: null };
   try {
@@ -369,7 +374,7 @@ export class DeliveryPump<D extends Delivery = Delivery> {
           ack = await this.ctx.emit(batch.map((d) => d.message));
         } catch (err) {
           this.opts.logger.warn({ err: errorMessage(err) }, 'emit failed; the batch stays at the broker');
-          for (const d of batch) void safe(d.nack).finally(() => this.settledOne(d));
+          for (const d of batch) void settle(d, 'nack').finally(() => this.settledOne(d));
           continue;
         }
         const p = ack.settled.then(
@@ -382,11 +387,11 @@ export class DeliveryPump<D extends Delivery = Delivery> {
               return;
             }
             // started in order (brokers that want acks in delivery order get them), awaited together
-            await Promise.all(batch.map((d) => safe(d.ack).finally(() => this.settledOne(d))));
+            await Promise.all(batch.map((d) => settle(d, 'ack').finally(() => this.settledOne(d))));
           },
           async (err: unknown) => {
             this.opts.logger.warn({ err: errorMessage(err), count: batch.length }, 'batch did not settle; redelivering');
-            await Promise.all(batch.map((d) => safe(d.nack).finally(() => this.settledOne(d))));
+            await Promise.all(batch.map((d) => settle(d, 'nack').finally(() => this.settledOne(d))));
           },
         );
         this.pending.add(p);
@@ -422,6 +427,15 @@ export class DeliveryPump<D extends Delivery = Delivery> {
       const r = await Promise.race([Promise.allSettled([...this.pending]).then(() => false), this.abandoned.then(() => true)]);
       if (r) return;
     }
+  }
+}
+
+/** d.ack() or d.nack(), called as a method (deliveries may be class instances), errors swallowed as by `safe`. */
+async function settle(d: Delivery, op: 'ack' | 'nack'): Promise<void> {
+  try {
+    await d[op]();
+  } catch {
+    // the channel is gone: the broker redelivers what was not acknowledged
   }
 }
 

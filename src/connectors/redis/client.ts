@@ -32,11 +32,10 @@ export function sharedRedis(url: string, name: string): Redis {
   });
 }
 
-/** Flat [field, value, field, value] (as buffers) → a map with string field names. */
-export function fieldMap(flat: Buffer[]): Map<string, Buffer> {
-  const m = new Map<string, Buffer>();
-  for (let i = 0; i + 1 < flat.length; i += 2) m.set((flat[i] as Buffer).toString('utf8'), flat[i + 1] as Buffer);
-  return m;
-}
+/** A reply value: strings, or buffers where the source reads `bytes`. */
+export type Bulk = string | Buffer;
 
-export type StreamEntry = [Buffer, Buffer[] | null];
+/** A stream entry as XREADGROUP / XCLAIM / XAUTOCLAIM return it; `null` fields: deleted meanwhile. */
+export type StreamEntry = [Bulk, Bulk[] | null];
+
+export const text = (b: Bulk): string => (typeof b === 'string' ? b : b.toString('utf8'));

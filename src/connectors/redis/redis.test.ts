@@ -138,6 +138,32 @@ describe.skipIf(!up)('redis', () => {
     await r.del(stream);
   });
 
+
+  it('reads text formats as strings and `bytes` as exact buffers; an entry without a payload field is its fields', async () => {
+    const stream = uid();
+    const binary = Buffer.from([0xff, 0x00, 0xfe, 0x80]);
+    await r.xadd(stream, '*', 'payload', binary, 'ix-id', 'bin', 'ix-key', 'k1', 'trace', 't-1');
+    await r.xadd(stream, '*', 'a', '1', 'b', 'two', 'ix-id', 'fields');
+    const read = async (format: 'bytes' | 'text', group: string): Promise<TestSourceContext> => {
+      const ctx = new TestSourceContext();
+      const src = new RedisStreamSource(withDefaults(StreamSourceConfig, { url: URL, stream, group, format, block: 100 }));
+      const done = src.run(ctx);
+      await ctx.waitFor(() => ctx.delivered.size >= 2, 10_000);
+      ctx.stop();
+      await done;
+      return ctx;
+    };
+    const bytes = await read('bytes', 'gb');
+    const bin = bytes.delivered.get('bin');
+    expect(Buffer.isBuffer(bin?.payload) && (bin?.payload as Buffer).equals(binary)).toBe(true);
+    expect(bin?.key).toBe('k1');
+    expect(bin?.headers).toEqual({ trace: 't-1' });
+    const textCtx = await read('text', 'gt');
+    expect(textCtx.delivered.get('bin')?.payload).toBe(binary.toString('utf8'));
+    expect(textCtx.delivered.get('fields')?.payload).toEqual({ a: '1', b: 'two', 'ix-id': 'fields' });
+    expect(textCtx.delivered.get('fields')?.headers).toEqual({});
+    await r.del(stream);
+  });
   it('pub/sub: subscribes to channels and patterns, publishes to templated channels', async () => {
     const base = uid();
     const ctx = new TestSourceContext();

@@ -2,10 +2,20 @@ import type { Redis } from 'ioredis';
 import type { Sink, SinkContext, SinkWriteResult } from '../../core/component.js';
 import { IxError, errorMessage } from '../../core/errors.js';
 import type { Message } from '../../core/message.js';
-import { compileRouter, encodePayload, redactUrl } from '../broker-kit.js';
+import { compileRouter, encodePayload, redactUrl, type Format } from '../broker-kit.js';
 import { sharedRedis } from './client.js';
 import type { PubSubSinkConfig, StreamSinkConfig } from './config.js';
 import { ID_FIELD, KEY_FIELD, PAYLOAD_FIELD } from './stream-source.js';
+
+/**
+ * encodePayload, but a string where the body is text: ioredis writes an all-string command as
+ * one string, while a Buffer argument switches the whole command to buffer concatenation.
+ */
+export function encodeArg(payload: unknown, format: Format): string | Buffer {
+  if (payload instanceof Uint8Array) return encodePayload(payload, format);
+  if (format !== 'json' && typeof payload === 'string') return payload;
+  return JSON.stringify(payload ?? null);
+}
 
 abstract class RedisSink implements Sink {
   protected client: Redis | undefined;
@@ -85,7 +95,7 @@ export class RedisStreamSink extends RedisSink {
       (p, m) => {
         const args: (string | Buffer | number)[] = [this.route(m)];
         if (this.c.maxLen !== undefined) args.push('MAXLEN', '~', this.c.maxLen);
-        args.push('*', PAYLOAD_FIELD, encodePayload(m.payload, this.c.format), ID_FIELD, m.id);
+        args.push('*', PAYLOAD_FIELD, encodeArg(m.payload, this.c.format), ID_FIELD, m.id);
         if (m.key !== undefined) args.push(KEY_FIELD, m.key);
         for (const [k, v] of Object.entries(m.headers)) if (k !== PAYLOAD_FIELD && k !== ID_FIELD && k !== KEY_FIELD) args.push(k, v);
         p.call('XADD', ...args);
@@ -104,6 +114,6 @@ export class RedisPubSubSink extends RedisSink {
   }
 
   write(batch: Message[], _ctx?: SinkContext): Promise<void | SinkWriteResult> {
-    return this.exec('redis-pubsub', batch, (p, m) => void p.publish(this.route(m), encodePayload(m.payload, this.c.format)), this.route);
+    return this.exec('redis-pubsub', batch, (p, m) => void p.publish(this.route(m), encodeArg(m.payload, this.c.format)), this.route);
   }
 }

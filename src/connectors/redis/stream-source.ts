@@ -2,10 +2,10 @@ import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import type { Source, SourceContext } from '../../core/component.js';
 import { errorMessage } from '../../core/errors.js';
-import { createMessage } from '../../core/message.js';
+import { createMessage, type Message } from '../../core/message.js';
 import { parseDuration } from '../../core/units.js';
-import { DeliveryPump, backoffOf, childSignal, decodePayload, exceededError, redactUrl, runWithReconnect, type Delivery } from '../broker-kit.js';
-import { connectRedis, fieldMap, type StreamEntry } from './client.js';
+import { DeliveryPump, backoffOf, childSignal, decodePayload, decodeText, exceededError, redactUrl, runWithReconnect, type Decoded, type Delivery } from '../broker-kit.js';
+import { connectRedis, text, type Bulk, type StreamEntry } from './client.js';
 import type { StreamSourceConfig } from './config.js';
 
 /** Fields with a meaning of their own; every other field of an entry becomes a header. */
@@ -13,9 +13,26 @@ export const PAYLOAD_FIELD = 'payload';
 export const ID_FIELD = 'ix-id';
 export const KEY_FIELD = 'ix-key';
 
-/** A delivery of one stream entry. */
-interface EntryDelivery extends Delivery {
-  readonly entryId: string;
+/** How this connection settles one entry. */
+interface EntryConn {
+  ack(d: EntryDelivery): Promise<void>;
+  nack(d: EntryDelivery): Promise<void>;
+}
+
+/** A delivery of one stream entry (a class: no closures allocated per entry). */
+class EntryDelivery implements Delivery {
+  constructor(
+    readonly entryId: string,
+    readonly message: Message,
+    readonly deliveries: number,
+    private readonly conn: EntryConn,
+  ) {}
+  ack(): Promise<void> {
+    return this.conn.ack(this);
+  }
+  nack(): Promise<void> {
+    return this.conn.nack(this);
+  }
 }
 
 /**
@@ -42,6 +59,9 @@ export class RedisStreamSource implements Source {
     const retryDelay = parseDuration(c.retryDelay);
     const claimIdle = parseDuration(c.claimIdle);
     const blockMs = parseDuration(c.block);
+    // replies as strings (cheaper than a Buffer per field) unless the payload is raw bytes
+    const bytes = c.format === 'bytes';
+    const read = (client: Redis, command: string, ...args: (string | number)[]): Promise<unknown> => (bytes ? client.callBuffer(command, ...args) : client.call(command, ...args));
     await runWithReconnect({ signal: ctx.signal, clock: ctx.clock, logger, backoff: backoffOf(c), what: `redis ${redactUrl(c.url)}` }, async (healthy) => {
       const r = connectRedis(c.url, `ix:${ctx.name}`);
       this.client = r;
@@ -74,44 +94,55 @@ export class RedisStreamSource implements Source {
         }
         healthy();
 
+        // one pair of settle functions per connection, not two closures per entry
+        const conn: EntryConn = {
+          ack: async (d) => {
+            await w.call('XACK', c.stream, c.group, d.entryId);
+          },
+          nack: async (d) => {
+            await ctx.clock.sleep(retryDelay, lost.signal).catch(() => undefined);
+            if (lost.signal.aborted) return;
+            const claimed = (await read(w, 'XCLAIM', c.stream, c.group, this.consumer, 0, d.entryId)) as StreamEntry[];
+            for (const e of claimed) toDelivery(e, d.deliveries + 1);
+          },
+        };
         const toDelivery = (entry: StreamEntry, deliveries: number): void => {
-          const entryId = entry[0].toString('utf8');
-          const fields = fieldMap(entry[1] ?? []);
-          const idBuf = fields.get(ID_FIELD);
-          const keyBuf = fields.get(KEY_FIELD);
-          const body = fields.get(PAYLOAD_FIELD);
-          const headers: Record<string, string> = {};
-          for (const [k, v] of fields) if (k !== ID_FIELD && k !== KEY_FIELD && k !== PAYLOAD_FIELD) headers[k] = v.toString('utf8');
-          const decoded =
-            entry[1] === null
-              ? { payload: null, error: `stream entry ${entryId} was deleted before it was acknowledged` }
-              : body === undefined
-                ? { payload: Object.fromEntries([...fields].map(([k, v]) => [k, v.toString('utf8')])) }
-                : decodePayload(body, c.format);
+          const entryId = text(entry[0]);
+          const flat = entry[1];
+          let idField: Bulk | undefined;
+          let keyField: Bulk | undefined;
+          let body: Bulk | undefined;
+          let headers: Record<string, string> = {};
+          if (flat !== null) {
+            for (let i = 0; i + 1 < flat.length; i += 2) {
+              const k = text(flat[i] as Bulk);
+              const v = flat[i + 1] as Bulk;
+              if (k === PAYLOAD_FIELD) body = v;
+              else if (k === ID_FIELD) idField = v;
+              else if (k === KEY_FIELD) keyField = v;
+              else headers[k] = text(v);
+            }
+          }
+          let decoded: Decoded;
+          if (flat === null) decoded = { payload: null, error: `stream entry ${entryId} was deleted before it was acknowledged` };
+          else if (body === undefined) {
+            // no payload field: the entry's fields are the payload
+            const payload: Record<string, string> = {};
+            for (let i = 0; i + 1 < flat.length; i += 2) payload[text(flat[i] as Bulk)] = text(flat[i + 1] as Bulk);
+            decoded = { payload };
+            headers = {};
+          } else decoded = typeof body === 'string' ? decodeText(body, c.format) : decodePayload(body, c.format);
           let error = decoded.error;
           if (error === undefined && deliveries > c.maxDeliveries) error = exceededError(deliveries, c.maxDeliveries);
-          const id = idBuf !== undefined ? idBuf.toString('utf8') : `${c.stream}:${entryId}`;
           const msg = createMessage({
-            id,
+            id: idField !== undefined ? text(idField) : `${c.stream}:${entryId}`,
             payload: decoded.payload,
-            headers: body === undefined ? {} : headers,
+            headers,
             meta: { source: 'redis-stream', stream: c.stream, entryId, deliveries },
-            ...(keyBuf !== undefined ? { key: keyBuf.toString('utf8') } : {}),
+            ...(keyField !== undefined ? { key: text(keyField) } : {}),
             ...(error !== undefined ? { error } : {}),
           });
-          pump.push({
-            entryId,
-            message: msg,
-            ack: async () => {
-              await w.call('XACK', c.stream, c.group, entryId);
-            },
-            nack: async () => {
-              await ctx.clock.sleep(retryDelay, lost.signal).catch(() => undefined);
-              if (lost.signal.aborted) return;
-              const claimed = (await w.callBuffer('XCLAIM', c.stream, c.group, this.consumer, 0, entryId)) as StreamEntry[];
-              for (const e of claimed) toDelivery(e, deliveries + 1);
-            },
-          });
+          pump.push(new EntryDelivery(entryId, msg, deliveries, conn));
         };
 
         const reader = (async (): Promise<void> => {
@@ -123,18 +154,18 @@ export class RedisStreamSource implements Source {
             // stuck entries first: a crashed consumer's pending list, idle past claimIdle
             if (Date.now() - lastClaim >= Math.min(claimIdle, 5000) || cursor !== '0-0') {
               lastClaim = Date.now();
-              const res = (await r.callBuffer('XAUTOCLAIM', c.stream, c.group, this.consumer, claimIdle, cursor, 'COUNT', c.count)) as [Buffer, StreamEntry[]];
-              cursor = res[0].toString('utf8');
+              const res = (await read(r, 'XAUTOCLAIM', c.stream, c.group, this.consumer, claimIdle, cursor, 'COUNT', c.count)) as [Bulk, StreamEntry[]];
+              cursor = text(res[0]);
               // never our own entries still in flight (their keep-alive was late): they settle here
               const mine = new Set(pump.heldDeliveries().map((d) => d.entryId));
-              const entries = res[1].filter((e) => e !== null && !mine.has(e[0].toString('utf8')));
+              const entries = res[1].filter((e) => e !== null && !mine.has(text(e[0])));
               if (entries.length > 0) {
                 const counts = await pendingCounts(w, c.stream, c.group, this.consumer, entries, mine.size);
-                for (const e of entries) toDelivery(e, counts.get(e[0].toString('utf8')) ?? 2);
+                for (const e of entries) toDelivery(e, counts.get(text(e[0])) ?? 2);
               }
             }
-            const res = (await r.callBuffer('XREADGROUP', 'GROUP', c.group, this.consumer, 'COUNT', c.count, 'BLOCK', blockMs, 'STREAMS', c.stream, '>')) as
-              | [Buffer, StreamEntry[]][]
+            const res = (await read(r, 'XREADGROUP', 'GROUP', c.group, this.consumer, 'COUNT', c.count, 'BLOCK', blockMs, 'STREAMS', c.stream, '>')) as
+              | [Bulk, StreamEntry[]][]
               | null;
             if (res === null) continue;
             for (const [, entries] of res) for (const e of entries) toDelivery(e, 1);
@@ -162,7 +193,7 @@ export class RedisStreamSource implements Source {
 
 /** Delivery counts (XPENDING) of entries just claimed by `consumer`, which holds `holding` others. */
 async function pendingCounts(r: Redis, stream: string, group: string, consumer: string, entries: StreamEntry[], holding: number): Promise<Map<string, number>> {
-  const ids = entries.map((e) => e[0].toString('utf8'));
+  const ids = entries.map((e) => text(e[0]));
   const first = ids[0] as string;
   const last = ids[ids.length - 1] as string;
   const rows = (await r.call('XPENDING', stream, group, first, last, ids.length + holding, consumer)) as [string, string, number, number][];
