@@ -1,5 +1,10 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import type FastifyModule from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import { lazyModule } from '../core/lazy-module.js';
+
+/** Loaded when the admin listener is enabled, not at start-up. */
+const fastify = lazyModule<typeof FastifyModule>('fastify');
 
 export interface AdminState {
   /** Live: the process runs its event loop. */
@@ -12,7 +17,7 @@ export interface AdminState {
 
 /** The admin listener: /health/live, /health/ready and Prometheus /metrics. Loopback by default. */
 export function createAdminServer(state: AdminState, metrics: Registry): FastifyInstance {
-  const app = Fastify({ logger: false });
+  const app = fastify()({ logger: false });
   app.get('/health/live', async (_req, reply) => reply.code(state.live() ? 200 : 503).send({ status: state.live() ? 'live' : 'down' }));
   app.get('/health/ready', async (_req, reply) => {
     const ok = state.ready();

@@ -1,7 +1,11 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import type FastifyModule from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { HttpRegistrar, HttpRoute } from '../core/component.js';
 import { errorMessage } from '../core/errors.js';
+import { lazyModule } from '../core/lazy-module.js';
 import type { Logger } from '../core/logger.js';
+
+const fastify = lazyModule<typeof FastifyModule>('fastify');
 
 /**
  * The one public listener. Routes can be added while it runs (push sources register theirs
@@ -9,18 +13,22 @@ import type { Logger } from '../core/logger.js';
  * the raw body bytes.
  */
 export class PublicServer implements HttpRegistrar {
-  readonly app: FastifyInstance;
+  private app: FastifyInstance | undefined;
   private readonly routes = new Map<string, HttpRoute>();
   private started = false;
 
   constructor(
     private readonly logger: Logger,
-    maxBodyBytes = 64 * 1024 * 1024,
-  ) {
-    this.app = Fastify({ logger: false, bodyLimit: maxBodyBytes, trustProxy: false, return503OnClosing: true });
-    this.app.removeAllContentTypeParsers();
-    this.app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-    this.app.all('/*', async (req, reply) => {
+    private readonly maxBodyBytes = 64 * 1024 * 1024,
+  ) {}
+
+  /** Built when it first listens: a spec without push sources never loads fastify. */
+  private build(): FastifyInstance {
+    const maxBodyBytes = this.maxBodyBytes;
+    const app = fastify()({ logger: false, bodyLimit: maxBodyBytes, trustProxy: false, return503OnClosing: true });
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    app.all('/*', async (req, reply) => {
       const path = req.url.split('?', 1)[0] as string;
       const route = this.routes.get(`${req.method} ${path}`);
       if (!route) {
@@ -48,11 +56,12 @@ export class PublicServer implements HttpRegistrar {
         return reply.code(500).send({ error: 'internal error' });
       }
     });
-    this.app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
+    app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
       const status = err.statusCode ?? 500;
       if (status === 413) return reply.code(413).send({ error: 'IX_HTTP_TOO_LARGE', message: err.message });
       return reply.code(status).send({ error: status >= 500 ? 'internal error' : err.message });
     });
+    return app;
   }
 
   route(route: HttpRoute): void {
@@ -66,13 +75,14 @@ export class PublicServer implements HttpRegistrar {
   }
 
   async listen(host: string, port: number): Promise<string> {
-    await this.app.listen({ host, port });
+    const app = (this.app ??= this.build());
+    await app.listen({ host, port });
     this.started = true;
-    const addr = this.app.server.address();
+    const addr = app.server.address();
     return typeof addr === 'object' && addr ? `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}` : `${host}:${port}`;
   }
 
   async close(): Promise<void> {
-    if (this.started) await this.app.close();
+    if (this.started) await this.app?.close();
   }
 }

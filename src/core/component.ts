@@ -127,6 +127,12 @@ export interface SourceContext extends ComponentContext {
   readonly signal: AbortSignal;
   /** Hands a batch to the flow; resolves once the flow has room for it (backpressure). */
   emit(batch: Message[]): Promise<Ack>;
+  /**
+   * Resolves once the flow has room for another batch. A source that reads ahead (a file)
+   * waits on it before it reads and parses its next batch, so nothing is parsed beyond the
+   * flow's in-flight window. Optional: a context without it has room whenever `emit` does.
+   */
+  room?(): Promise<void>;
   /** This source's durable checkpoint. */
   readonly checkpoint: CheckpointHandle;
   /**

@@ -24,4 +24,19 @@ describe('lazyModule', () => {
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', timeout: 60_000 });
     expect(JSON.parse(out.trim().split('\n').pop() as string)).toEqual([]);
   }, 90_000);
+
+  it('starting the app loads no HTTP client, web framework or PostgreSQL driver a spec does not use', () => {
+    // The app with the default store: undici, fastify and pg load when a spec needs them
+    // (an HTTP call, a push source or the admin listener, a PostgreSQL store or connector).
+    const script = `
+      import { createRequire } from 'node:module';
+      await import(${JSON.stringify(join(root, 'src/app/app.ts'))});
+      await import(${JSON.stringify(join(root, 'src/app/registry.ts'))}).then((m) => m.createRegistry());
+      const cache = Object.keys(createRequire(import.meta.url).cache);
+      const heavy = ['undici', 'fastify', 'pg'];
+      console.log(JSON.stringify(heavy.filter((h) => cache.some((p) => p.includes('/node_modules/' + h + '/')))));
+    `;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    expect(JSON.parse(out.trim().split('\n').pop() as string)).toEqual([]);
+  }, 90_000);
 });

@@ -298,6 +298,7 @@ export class Engine {
       ...f.sourceCtx,
       signal: this.intake.signal,
       emit: (batch) => f.runner.emit(batch),
+      room: () => f.runner.room(),
       checkpoint: {
         get: () => store.getCheckpoint(checkpointKey),
         set: (v) => store.setCheckpoint(checkpointKey, v),

@@ -141,11 +141,16 @@ export class FlowRunner {
     return this.inFlight;
   }
 
-  /** Takes a batch once there is room (backpressure); the returned ack settles later. */
-  async emit(batch: Message[]): Promise<Ack> {
+  /** Resolves once a batch could be taken without waiting: a source reads its next batch then. */
+  async room(): Promise<void> {
     while (this.inFlight >= this.o.concurrency) {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
+  }
+
+  /** Takes a batch once there is room (backpressure); the returned ack settles later. */
+  async emit(batch: Message[]): Promise<Ack> {
+    await this.room();
     if (this.o.hardStop.aborted) throw new IxError('IX_ENGINE_SHUTDOWN');
     this.inFlight++;
     this.mInFlight.inc();

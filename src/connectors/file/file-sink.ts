@@ -134,24 +134,29 @@ export class FileSink implements Sink {
 }
 
 /**
- * A batch as one line per payload, encoded straight into one buffer: building one big string
- * instead made a large (old-space) string per batch, freed only by a full GC.
+ * A batch as one line per payload, encoded straight into one buffer as each payload is
+ * serialized: no string outlives its line (one big string per batch was a large old-space
+ * string freed only by a full GC; an array of every line's string kept them all alive
+ * next to the payloads).
  */
 function lines(batch: Message[], text: (payload: unknown) => string): Buffer {
-  const parts = new Array<string>(batch.length);
-  let bytes = 0;
-  for (let i = 0; i < batch.length; i++) {
-    const s = text((batch[i] as Message).payload);
-    parts[i] = s;
-    bytes += Buffer.byteLength(s) + 1;
-  }
-  const out = Buffer.allocUnsafe(bytes);
+  let out = Buffer.allocUnsafe(Math.max(4096, batch.length * 512));
   let at = 0;
-  for (const s of parts) {
+  for (const m of batch) {
+    const s = text(m.payload);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit; +1 for the newline.
+    if (at + s.length * 3 + 1 > out.length) {
+      const need = at + Buffer.byteLength(s) + 1;
+      if (need > out.length) {
+        const grown = Buffer.allocUnsafe(Math.max(need, out.length * 2));
+        out.copy(grown, 0, 0, at);
+        out = grown;
+      }
+    }
     at += out.write(s, at);
     out[at++] = 10;
   }
-  return out;
+  return out.subarray(0, at);
 }
 
 /** Writes every byte (a write may be partial). */

@@ -126,6 +126,8 @@ export class FileSource implements Source {
       batch = [];
       const ack = await ctx.emit(b);
       checkpointer.track({ ino: start.ino, offset, line }, ack.settled);
+      // Backpressure before parsing: the next batch is read only once the flow can take it.
+      await ctx.room?.();
     };
     const record = (buf: Buffer, from: number, to: number): void => {
       line++;
@@ -206,6 +208,7 @@ export class FileSource implements Source {
       batch = [];
       const ack = await ctx.emit(b);
       checkpointer.track({ ino: start.ino, ...pos, ...(columns ? { columns } : {}) }, ack.settled);
+      await ctx.room?.();
     };
     try {
       for await (const item of parser as AsyncIterable<{ record: string[]; info: { bytes: number; lines: number } }>) {

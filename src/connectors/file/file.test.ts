@@ -7,7 +7,10 @@ import { createMessage } from '../../core/message.js';
 import { SpecError } from '../../spec/problem.js';
 import { engineFromYaml } from '../../testing/harness.js';
 import { receivedBy, registerMemory, resetMemory } from '../../testing/memory.js';
+import { componentContext } from '../../testing/contexts.js';
+import type { SourceContext } from '../../core/component.js';
 import { FileSink } from './file-sink.js';
+import { FileSource } from './file-source.js';
 
 const registry = registerMemory(createRegistry());
 
@@ -22,6 +25,39 @@ async function runFlow(dir: string, source: string, batchSize = 500): Promise<Aw
 beforeEach(() => resetMemory());
 
 describe('file source', () => {
+  it('reads and parses its next batch only once the flow has room for it (backpressure before parsing)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ix-file-'));
+    writeFileSync(join(dir, 'in.jsonl'), Array.from({ length: 10 }, (_, i) => JSON.stringify({ i })).join('\n') + '\n');
+    const emitted: unknown[][] = [];
+    const rooms: (() => void)[] = [];
+    let saved: string | undefined;
+    const ctx: SourceContext = {
+      ...componentContext({ batchSize: 2 }),
+      signal: new AbortController().signal,
+      // The flow takes each batch at once and settles it; only `room` holds the source back.
+      emit: (batch) => {
+        emitted.push(batch.map((m) => m.payload));
+        return Promise.resolve({ settled: Promise.resolve({ outcomes: [], delivered: batch.length, filtered: 0, deadLettered: 0 }) });
+      },
+      room: () => new Promise<void>((resolve) => rooms.push(resolve)),
+      checkpoint: { get: () => Promise.resolve(saved), set: (v) => Promise.resolve(void (saved = v)) },
+      persist: () => Promise.reject(new Error('not used')),
+      http: { route: () => undefined },
+      accepting: () => true,
+    };
+    const running = new FileSource({ path: 'in.jsonl' }, dir).run(ctx);
+    for (let batches = 1; batches <= 5; batches++) {
+      await expect.poll(() => rooms.length, { timeout: 10_000 }).toBe(batches);
+      // Waiting for room: nothing of the next batch has been handed over yet.
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+      expect(emitted).toHaveLength(batches);
+      (rooms[batches - 1] as () => void)();
+    }
+    await running;
+    expect(emitted.flat()).toEqual(Array.from({ length: 10 }, (_, i) => ({ i })));
+    expect(JSON.parse(saved as string)).toMatchObject({ line: 10 });
+  });
+
   it('reads JSONL, sends a malformed line to the DLQ with its line number, and goes on', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ix-file-'));
     writeFileSync(join(dir, 'in.jsonl'), '{"a":1}\n{"a":2\n\n{"a":3}\r\n{"a":4}');
@@ -106,7 +142,8 @@ describe('file sink', () => {
 
   it('writes JSONL and lines byte for byte, multi-byte characters included', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ix-file-'));
-    const payloads = [{ name: 'Zoë', city: '東京', emoji: '🚀' }, 'plain', 7, null];
+    // Long multi-byte lines too: the batch's buffer grows past its first guess.
+    const payloads = [{ name: 'Zoë', city: '東京', emoji: '🚀' }, 'plain', 7, null, '東'.repeat(3000), { big: '🚀'.repeat(5000) }];
     const jsonl = new FileSink({ path: 'out.jsonl', sync: 'batch' }, dir);
     await jsonl.write(payloads.map((payload, i) => createMessage({ id: String(i), payload })));
     await jsonl.close();
@@ -114,7 +151,7 @@ describe('file sink', () => {
     const text = new FileSink({ path: 'out.txt', sync: 'none' }, dir);
     await text.write(payloads.map((payload, i) => createMessage({ id: String(i), payload })));
     await text.close();
-    expect(readFileSync(join(dir, 'out.txt'), 'utf8')).toBe('{"name":"Zoë","city":"東京","emoji":"🚀"}\nplain\n7\nnull\n');
+    expect(readFileSync(join(dir, 'out.txt'), 'utf8')).toBe(`{"name":"Zoë","city":"東京","emoji":"🚀"}\nplain\n7\nnull\n${'東'.repeat(3000)}\n${JSON.stringify({ big: '🚀'.repeat(5000) })}\n`);
   });
 
   it('writes CSV with a header once and RFC 4180 quoting', async () => {

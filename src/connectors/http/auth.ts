@@ -1,11 +1,16 @@
 import { createHmac, createPrivateKey, randomUUID, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { request, type Dispatcher } from 'undici';
+import type * as Undici from 'undici';
+import type { Dispatcher } from 'undici';
 import type { Clock } from '../../core/clock.js';
 import { IxError, errorMessage } from '../../core/errors.js';
 import { parseDuration } from '../../core/units.js';
 import type { AuthConfig } from './config.js';
+import { lazyModule } from '../../core/lazy-module.js';
+
+/** Loaded on first use: a spec without HTTP calls never loads undici. */
+const undici = lazyModule<typeof Undici>('undici');
 
 /** A request about to go out; auth providers add headers or query parameters to it. */
 export interface OutgoingRequest {
@@ -210,7 +215,7 @@ export class OAuth2Auth implements AuthProvider {
     let status: number;
     let text: string;
     try {
-      const res = await request(c.tokenUrl, {
+      const res = await undici().request(c.tokenUrl, {
         method: 'POST',
         headers,
         body: form.toString(),

@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
-import { Agent, type Dispatcher } from 'undici';
+import type * as Undici from 'undici';
+import type { Dispatcher } from 'undici';
 import type { Clock } from '../../core/clock.js';
 import { IxError, errorMessage, formatTemplate } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
@@ -13,6 +14,10 @@ import type { BreakerConfig, EndpointConfig, ErrorRule, RateLimitConfig, RetryCo
 import { countsForBreaker, ErrorsTable, type Failure } from './errors-table.js';
 import { serviceMetrics } from './metrics.js';
 import { compilePath, compileTemplate, type Compiled } from './template.js';
+import { lazyModule } from '../../core/lazy-module.js';
+
+/** Loaded on first use: a spec without HTTP calls never loads undici. */
+const undici = lazyModule<typeof Undici>('undici');
 
 /** What one call needs beyond the endpoint's own declaration. */
 export interface CallInput {
@@ -199,7 +204,7 @@ export class RestService {
       connect['rejectUnauthorized'] = tls.rejectUnauthorized !== false;
     }
     this.ownDispatcher = deps.dispatcher === undefined;
-    this.dispatcher = deps.dispatcher ?? new Agent({ connections: config.connections ?? 64, connect, keepAliveTimeout: 30_000, pipelining: 1 });
+    this.dispatcher = deps.dispatcher ?? new (undici().Agent)({ connections: config.connections ?? 64, connect, keepAliveTimeout: 30_000, pipelining: 1 });
     this.auth = createAuth(config.auth, {
       service: name,
       clock: deps.clock,

@@ -3,13 +3,16 @@ import type * as Graphql from 'graphql';
 import type { DocumentNode, OperationDefinitionNode } from 'graphql';
 import type * as GraphqlWs from 'graphql-ws';
 import type { Client } from 'graphql-ws';
-import { WebSocket } from 'undici';
+import type * as Undici from 'undici';
 import { IxError, errorMessage } from '../../core/errors.js';
 import { RestService, type CallResult, type Endpoint, type ServiceDeps } from './client.js';
 import type { ServiceConfig } from './config.js';
 import type { Failure } from './errors-table.js';
 import { compileTemplate, type Compiled } from './template.js';
 import { lazyModule } from '../../core/lazy-module.js';
+
+/** Loaded on first use: a spec without HTTP calls never loads undici. */
+const undici = lazyModule<typeof Undici>('undici');
 
 const graphql = lazyModule<typeof Graphql>('graphql');
 const graphqlWs = lazyModule<typeof GraphqlWs>('graphql-ws');
@@ -143,7 +146,7 @@ export class GraphqlService extends RestService {
     await this.auth.apply(probe);
     this.ws = graphqlWs().createClient({
       url,
-      webSocketImpl: WebSocket,
+      webSocketImpl: undici().WebSocket,
       lazy: true,
       retryAttempts: 5,
       connectionParams: Object.keys(probe.headers).length > 0 ? { headers: probe.headers, ...probe.headers } : undefined,

@@ -1,6 +1,6 @@
 import type * as LogicalReplication from 'pg-logical-replication';
 import type { Pgoutput } from 'pg-logical-replication';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Ack, Source, SourceContext } from '../../core/component.js';
 import { IxError, errorMessage } from '../../core/errors.js';
 import { createMessage, type Message } from '../../core/message.js';
@@ -8,6 +8,7 @@ import type { PostgresCdcConfig } from './cdc-source.js';
 import { pgDialect, pgReason } from './driver.js';
 import { lazyModule } from '../../core/lazy-module.js';
 
+const pgModule = lazyModule<typeof pg>('pg');
 const logicalReplication = lazyModule<typeof LogicalReplication>('pg-logical-replication');
 
 type Config = PostgresCdcConfig;
@@ -41,7 +42,7 @@ function lsnToBig(lsn: string): bigint {
 
 /** Checks the server and creates the publication and slot when missing; returns the slot's confirmed position. */
 export async function prepareCdc(config: Config): Promise<string> {
-  const client = new pg.Client({ connectionString: config.url, application_name: 'interchange-cdc-setup' });
+  const client = new (pgModule().Client)({ connectionString: config.url, application_name: 'interchange-cdc-setup' });
   await client.connect();
   try {
     const wal = (await client.query<{ wal_level: string }>('SHOW wal_level')).rows[0]?.wal_level;

@@ -1,8 +1,12 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from '../../core/logger.js';
 import { jsonish, quoteIdentWith, quoteTable, type Dialect, type ErrorClass, type SqlConn, type SqlDriver, type SqlResult } from '../sql-common.js';
 import type { PollDriver, PollPosition, PolledRow } from '../sql-poll.js';
 import type { WriteShape } from '../sql-sink.js';
+import { lazyModule } from '../../core/lazy-module.js';
+
+/** Loaded on first use: a spec on the default SQLite store without PostgreSQL never loads it. */
+const pgModule = lazyModule<typeof pg>('pg');
 
 export const pgDialect: Dialect = {
   name: 'postgres',
@@ -66,7 +70,7 @@ export interface PgConnectOptions {
 }
 
 export function createPgPool(o: PgConnectOptions): pg.Pool {
-  const pool = new pg.Pool({
+  const pool = new (pgModule().Pool)({
     connectionString: o.url,
     max: o.maxConnections ?? 4,
     application_name: o.applicationName ?? 'interchange',

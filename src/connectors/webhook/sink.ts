@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { Agent, request, type Dispatcher } from 'undici';
+import type * as Undici from 'undici';
+import type { Dispatcher } from 'undici';
 import type { Clock } from '../../core/clock.js';
 import type { ComponentContext, ComponentStore, Sink, SinkContext } from '../../core/component.js';
 import type { DeliveryAttemptInput, DurableQueueItem, DurableStore } from '../../core/durable.js';
@@ -11,6 +12,10 @@ import { CircuitBreaker, DEFAULT_SCHEDULE, parseRetryAfter, RateLimiter, RETRY_A
 import type { WebhookSinkConfig } from './spec.js';
 import { SsrfGuard } from './ssrf.js';
 import { createSigner, type Signer } from './verify.js';
+import { lazyModule } from '../../core/lazy-module.js';
+
+/** Loaded on first use: a spec without HTTP calls never loads undici. */
+const undici = lazyModule<typeof Undici>('undici');
 
 /** Resolved settings of one webhook sink. */
 export interface WebhookSinkSettings {
@@ -210,7 +215,7 @@ export class WebhookSink implements Sink {
     this.queue = `outbox:${ctx.flow}:${ctx.name}`;
     this.owner = `${this.queue}:${process.pid}:${randomBytes(4).toString('hex')}`;
     this.random = options.random ?? Math.random;
-    this.dispatcher = new Agent({
+    this.dispatcher = new (undici().Agent)({
       connect: { lookup: s.guard.lookup, timeout: s.timeoutMs },
       connections: Math.max(s.concurrency, 1),
       headersTimeout: s.timeoutMs,
@@ -537,7 +542,7 @@ export class WebhookSink implements Sink {
     const timer = setTimeout(() => controller.abort(new Error(`timed out after ${this.s.timeoutMs} ms`)), this.s.timeoutMs);
     const started = performance.now();
     try {
-      const res = await request(this.s.url, { method: this.s.method, headers, body, dispatcher: this.dispatcher, signal: controller.signal });
+      const res = await undici().request(this.s.url, { method: this.s.method, headers, body, dispatcher: this.dispatcher, signal: controller.signal });
       const excerpt = await readExcerpt(res.body, this.s.excerptBytes);
       const out: AttemptResult = { status: res.statusCode, latencyMs: performance.now() - started };
       if (excerpt !== '') out.excerpt = excerpt;

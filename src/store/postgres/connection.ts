@@ -1,5 +1,9 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { IxError } from '../../core/errors.js';
+import { lazyModule } from '../../core/lazy-module.js';
+
+/** Loaded on first use: a spec on the default SQLite store without PostgreSQL never loads it. */
+const pgModule = lazyModule<typeof pg>('pg');
 
 /** Where and how to connect; parsed from `postgres://user@host:port/db?schema=ix&pool=10`. */
 export interface PostgresConnectionOptions {
@@ -76,7 +80,7 @@ export function redactUrl(url: string): string {
 /** int8 (counts, bigint columns) as numbers: every value the store keeps fits in 2^53. */
 const types = {
   getTypeParser: ((oid: number, format?: string) =>
-    oid === 20 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    oid === 20 ? (v: string) => Number(v) : pgModule().types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
 
 /**
@@ -91,7 +95,7 @@ const SESSION_OPTIONS = (schema: string): string => `-c search_path=${schema} -c
 
 /** A pool whose connections use the store's schema. */
 export function createPool(c: ResolvedConnection, max = c.max): pg.Pool {
-  const pool = new pg.Pool({
+  const pool = new (pgModule().Pool)({
     connectionString: c.connectionString,
     max,
     connectionTimeoutMillis: c.connectTimeoutMs,
@@ -110,7 +114,7 @@ export function createPool(c: ResolvedConnection, max = c.max): pg.Pool {
 
 /** A single connection (for LISTEN), same settings as the pool's. */
 export function createClient(c: ResolvedConnection): pg.Client {
-  return new pg.Client({
+  return new (pgModule().Client)({
     connectionString: c.connectionString,
     connectionTimeoutMillis: c.connectTimeoutMs,
     application_name: `${c.applicationName}:listen`,
