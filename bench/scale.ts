@@ -21,7 +21,7 @@ import { round, type Bench, type BenchResult } from './harness.js';
 
 const PG_URL = process.env['IX_BENCH_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const FLOW = 'work';
-const BATCH = 100;
+const BATCH = 500;
 
 interface Measured {
   perSec: number;
