@@ -8,6 +8,7 @@ import { parseDuration, parseRate } from '../../core/units.js';
 import { backoffDelay, parseRetryAfter, type BackoffOptions } from '../../resilience/backoff.js';
 import { BreakerFailure, CircuitBreaker, isBrokenCircuitError } from '../../resilience/breaker.js';
 import { Bulkhead } from '../../resilience/bulkhead.js';
+import { Deadlines, type AttemptAbort } from '../../resilience/timeout.js';
 import { BlockRateGate, MemoryRateGate, SendLog, waitForRate, type RateGate, type RateSpec } from '../../resilience/rate-limiter.js';
 import { createAuth, readKeyMaterial, type AuthProvider, type OutgoingRequest } from './auth.js';
 import type { BreakerConfig, EndpointConfig, ErrorRule, RateLimitConfig, RetryConfig, ServiceConfig } from './config.js';
@@ -179,7 +180,9 @@ export class RestService {
   private readonly gate: RateGate;
   private readonly sendLog: SendLog;
   private readonly random: () => number;
-  private readonly inflight = new WeakMap<AbortSignal, Set<AbortController>>();
+  private readonly inflight = new WeakMap<AbortSignal, Set<AttemptAbort>>();
+  /** Attempt deadlines by timeout (ms). */
+  private readonly deadlines = new Map<number, Deadlines>();
 
   constructor(
     readonly name: string,
@@ -390,10 +393,10 @@ export class RestService {
    * Aborts every in-flight attempt under `parent` when it aborts: one listener per parent signal
    * (a flow's), not one per request.
    */
-  private linked(parent: AbortSignal): Set<AbortController> {
+  private linked(parent: AbortSignal): Set<AttemptAbort> {
     let set = this.inflight.get(parent);
     if (!set) {
-      const attempts = new Set<AbortController>();
+      const attempts = new Set<AttemptAbort>();
       set = attempts;
       this.inflight.set(parent, attempts);
       // a flow's signal legitimately has a listener per waiting call (rate limits, bulkhead)
@@ -414,12 +417,14 @@ export class RestService {
     cacheKey: string,
   ): Promise<AttemptOutcome> {
     if (input.signal?.aborted) throw input.signal.reason;
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort(new DOMException(`timed out after ${ep.timeoutMs}ms`, 'TimeoutError'));
-    }, ep.timeoutMs);
+    // one deadline queue per timeout: no AbortController nor timer pair per attempt
+    let deadlines = this.deadlines.get(ep.timeoutMs);
+    if (!deadlines) {
+      const ms = ep.timeoutMs;
+      deadlines = new Deadlines(ms);
+      this.deadlines.set(ms, deadlines);
+    }
+    const controller = deadlines.start();
     const group = input.signal ? this.linked(input.signal) : undefined;
     group?.add(controller);
     try {
@@ -429,7 +434,7 @@ export class RestService {
         method: req.method as Dispatcher.HttpMethod,
         headers: req.headers,
         body: req.body,
-        signal: controller.signal,
+        signal: controller,
       });
       const text = await res.body.text();
       const headers = res.headers as Record<string, string | string[] | undefined>;
@@ -457,13 +462,13 @@ export class RestService {
     } catch (err) {
       if (input.signal?.aborted) throw err;
       const code = (err as { code?: string }).code ?? '';
-      if (timedOut || TIMEOUT_CODES.has(code)) return { ok: false, failure: { kind: 'timeout' }, detail: '' };
+      if (controller.timedOut || TIMEOUT_CODES.has(code)) return { ok: false, failure: { kind: 'timeout' }, detail: '' };
       if (NETWORK_CODES.has(code) || code.startsWith('UND_ERR') || code.startsWith('E')) {
         return { ok: false, failure: { kind: 'network' }, detail: `${code}${code ? ' ' : ''}${errorMessage(err)}` };
       }
       throw err;
     } finally {
-      clearTimeout(timer);
+      deadlines.finish(controller);
       group?.delete(controller);
     }
   }

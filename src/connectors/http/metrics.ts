@@ -67,10 +67,19 @@ export function bindServiceMetrics(registry: PromRegistry): ServiceMetrics {
     const dot = key.indexOf('.');
     circuit.set({ service: key.slice(0, dot), endpoint: key.slice(dot + 1) }, STATE_VALUE[state]);
   }
+  // the labelled children, looked up once per service, endpoint and status (prom-client hashes
+  // the label set on every unlabelled call)
+  const children = new Map<string, { calls: ReturnType<typeof calls.labels>; duration: ReturnType<typeof duration.labels> }>();
   const m: ServiceMetrics = {
     call: (service, endpoint, status, seconds) => {
-      calls.inc({ service, endpoint, status });
-      duration.observe({ service, endpoint }, seconds);
+      const key = `${service}\u0000${endpoint}\u0000${status}`;
+      let c = children.get(key);
+      if (!c) {
+        c = { calls: calls.labels({ service, endpoint, status }), duration: duration.labels({ service, endpoint }) };
+        children.set(key, c);
+      }
+      c.calls.inc();
+      c.duration.observe(seconds);
     },
     retry: (service, endpoint, reason) => retries.inc({ service, endpoint, reason }),
     breakerState: (service, endpoint, state) => circuit.set({ service, endpoint }, STATE_VALUE[state]),

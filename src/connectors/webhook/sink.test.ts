@@ -255,6 +255,28 @@ describe('webhook sink', () => {
     expect(new Set(healthy.receiver.received.map((r) => r.headers['webhook-id']))).toEqual(new Set(batch('h').map((m) => m.id)));
   }, 60_000);
 
+  it('an endpoint that does not answer within the timeout gets its attempt recorded as timed out and retried', async () => {
+    const store = new SqliteStore(join(dir, `s${n++}.db`), { clock: systemClock, synchronous: 'normal' });
+    cleanups.push(() => store.close());
+    const receiver = await new Receiver(systemClock).start();
+    receiver.answer = () => 'hang';
+    const sink = new WebhookSink(
+      resolveSinkSettings({ url: receiver.url, sign: { scheme: 'standard-webhooks', secret }, allowNetworks: ['127.0.0.1/32'], jitter: 0, timeout: '300ms', schedule: ['0s', '1h'] }),
+      componentContext({ flow: 'slow', name: 'slow.sink', clock: systemClock, store }),
+    );
+    cleanups.push(async () => {
+      await sink.close();
+      await receiver.close();
+    });
+    await sink.write([msg('t1'), msg('t2')]);
+    await until(async () => (await store.listDeliveryAttempts()).filter((a) => a.flow === 'slow').length === 2, 'two timed-out attempts', 30_000);
+    const attempts = (await store.listDeliveryAttempts()).filter((a) => a.flow === 'slow');
+    expect(attempts.map((a) => a.outcome)).toEqual(['retry', 'retry']);
+    // our deadline normally fires first; undici's own headers timeout (same length, coarser timer) may under load
+    for (const a of attempts) expect(a.error).toMatch(/^(timed out after 300 ms|UND_ERR_HEADERS_TIMEOUT)/);
+    expect(sink.counts.retried).toBe(2);
+  }, 60_000);
+
   it('410 disables the endpoint: that message and later ones are dead-lettered, nothing more is sent', async () => {
     const clock = new FakeClock(Date.now());
     const { sink, receiver, store, make } = await setup(clock);

@@ -11,6 +11,7 @@ import { parseDuration, parseRate, parseSize } from '../../core/units.js';
 import { CircuitBreaker, DEFAULT_SCHEDULE, parseRetryAfter, RateLimiter, RETRY_AFTER_STATUSES, scheduledDelay } from './schedule.js';
 import type { WebhookSinkConfig } from './spec.js';
 import { SsrfGuard } from './ssrf.js';
+import { Deadlines, type AttemptAbort } from '../../resilience/timeout.js';
 import { createSigner, type Signer } from './verify.js';
 import { lazyModule } from '../../core/lazy-module.js';
 
@@ -189,7 +190,9 @@ export class WebhookSink implements Sink {
   private readonly settles = new Set<Promise<void>>();
   /** Claimed with the last claim, not started yet (no FIFO, breaker closed). */
   private prefetched: DurableQueueItem[] = [];
-  private readonly requests = new Set<AbortController>();
+  private readonly requests = new Set<AttemptAbort>();
+  /** Attempt deadlines: one timer for all in-flight attempts, not a timer per attempt. */
+  private readonly deadlines: Deadlines;
   private readonly stop = new AbortController();
   private wakeController = new AbortController();
   private stoppedPromise: Promise<void> | undefined;
@@ -222,6 +225,7 @@ export class WebhookSink implements Sink {
       bodyTimeout: s.timeoutMs,
       keepAliveTimeout: 10_000,
     });
+    this.deadlines = new Deadlines(s.timeoutMs, () => new Error(`timed out after ${s.timeoutMs} ms`));
     this.breaker = new CircuitBreaker(ctx.clock, s.breaker.failures, s.breaker.halfOpenAfterMs);
     this.limiter = s.rateLimit ? new RateLimiter(ctx.clock, s.rateLimit) : undefined;
     this.settler = new Settler(this.store, this.queue, this.owner, !s.fifo);
@@ -537,13 +541,12 @@ export class WebhookSink implements Sink {
       ...this.s.headers,
       ...this.s.signer(msg.id, body, this.clock.now()),
     };
-    const controller = new AbortController();
+    const controller = this.deadlines.start();
     this.requests.add(controller);
-    const timer = setTimeout(() => controller.abort(new Error(`timed out after ${this.s.timeoutMs} ms`)), this.s.timeoutMs);
     const started = performance.now();
     try {
-      const res = await undici().request(this.s.url, { method: this.s.method, headers, body, dispatcher: this.dispatcher, signal: controller.signal });
-      const excerpt = await readExcerpt(res.body, this.s.excerptBytes);
+      const res = await undici().request(this.s.url, { method: this.s.method, headers, body, dispatcher: this.dispatcher, signal: controller });
+      const excerpt = await readExcerpt(res, this.s.excerptBytes);
       const out: AttemptResult = { status: res.statusCode, latencyMs: performance.now() - started };
       if (excerpt !== '') out.excerpt = excerpt;
       const ra = parseRetryAfter(res.headers['retry-after'], this.clock.now());
@@ -555,18 +558,24 @@ export class WebhookSink implements Sink {
       const refused = e.code === 'IX_SSRF_REFUSED' || e.cause?.code === 'IX_SSRF_REFUSED';
       const text = refused
         ? new IxError('IX_WEBHOOK_SSRF', { url: this.s.url.origin, detail: errorMessage(e.cause ?? err).replace(/^SSRF guard refused [^:]+: /, '') }).message
-        : controller.signal.aborted
+        : controller.timedOut
           ? `timed out after ${this.s.timeoutMs} ms`
           : `${e.code ?? e.cause?.code ?? 'network error'}: ${errorMessage(err)}`;
       return { error: text, latencyMs: performance.now() - started, ...(refused ? { permanent: true } : {}) };
     } finally {
-      clearTimeout(timer);
+      this.deadlines.finish(controller);
       this.requests.delete(controller);
     }
   }
 }
 
-async function readExcerpt(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+async function readExcerpt(res: Dispatcher.ResponseData, limit: number): Promise<string> {
+  const body = res.body;
+  // nothing to read (204, or an empty body): skip the stream iterator
+  if (res.statusCode === 204 || res.headers['content-length'] === '0') {
+    await body.dump();
+    return '';
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {

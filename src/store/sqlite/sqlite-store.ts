@@ -63,6 +63,8 @@ export class SqliteStore implements Store {
   /** Write transactions so far; a busy store moves its checkpoints to a worker thread. */
   private writes = 0;
   private checkpointer: WalCheckpointer | undefined;
+  /** One `BEGIN IMMEDIATE` wrapper for every write transaction (better-sqlite3 builds four per `transaction()`). */
+  private readonly immediate: (fn: () => unknown) => unknown;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.path = path;
@@ -77,6 +79,7 @@ export class SqliteStore implements Store {
     this.db.pragma('busy_timeout = 10000');
     migrate(this.db, options.migrations ?? sqliteMigrations);
     this.stmts = this.prepare();
+    this.immediate = this.db.transaction((fn: () => unknown) => fn()).immediate;
   }
 
   private prepare() {
@@ -469,7 +472,7 @@ export class SqliteStore implements Store {
   private tx<T>(fn: () => T): T {
     if (++this.writes === CHECKPOINTER_AFTER_WRITES) this.startCheckpointer();
     try {
-      return this.db.transaction(fn).immediate();
+      return this.immediate(fn) as T;
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === 'SQLITE_BUSY' || code === 'SQLITE_IOERR' || code === 'SQLITE_FULL') {

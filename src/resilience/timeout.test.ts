@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { Deadlines } from './timeout.js';
+
+const until = async (cond: () => boolean, ms = 5000): Promise<void> => {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+describe('Deadlines', () => {
+  it('aborts an attempt that runs past its deadline, with a TimeoutError, and only that one', async () => {
+    const d = new Deadlines(50);
+    const slow = d.start();
+    const fast = d.start();
+    let fired = 0;
+    slow.once('abort', () => fired++);
+    d.finish(fast);
+    await until(() => slow.aborted);
+    expect(fired).toBe(1);
+    expect(slow.timedOut).toBe(true);
+    expect((slow.reason as Error).name).toBe('TimeoutError');
+    expect(fast.aborted).toBe(false);
+    expect(d.pending).toBe(0);
+  });
+
+  it('re-arms for later attempts once the oldest finished, and never aborts a finished one', async () => {
+    const d = new Deadlines(60);
+    const a = d.start();
+    await new Promise((r) => setTimeout(r, 30));
+    const b = d.start();
+    d.finish(a);
+    await until(() => b.aborted);
+    expect(a.aborted).toBe(false);
+    expect(b.timedOut).toBe(true);
+    const c = d.start();
+    d.finish(c);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(c.aborted).toBe(false);
+  });
+
+  it('an attempt aborted by its caller is not a timeout', () => {
+    const d = new Deadlines(10_000);
+    const a = d.start();
+    a.abort(new Error('stopping'));
+    d.finish(a);
+    expect(a.aborted).toBe(true);
+    expect(a.timedOut).toBe(false);
+    expect(d.pending).toBe(0);
+  });
+});
