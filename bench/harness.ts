@@ -51,6 +51,19 @@ export class RssSampler {
   }
 }
 
+/** The middle value (the upper one of an even count). */
+export function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+}
+
+/**
+ * The median of each round's ours/baseline ratio: a pair that ran back to back is the least
+ * disturbed by load on the machine drifting between rounds.
+ */
+export function pairedRatio(ours: readonly number[], baseline: readonly number[]): number {
+  return median(ours.map((o, i) => o / (baseline[i] as number)));
+}
+
 export function round(n: number, digits = 3): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;

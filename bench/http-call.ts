@@ -15,7 +15,7 @@ import { startApp } from '../src/app/app.js';
 import { createRegistry } from '../src/app/registry.js';
 import { silentLogger } from '../src/core/logger.js';
 import { defineSink } from '../src/registry/registry.js';
-import { RssSampler, type Bench, type BenchOptions, type BenchResult } from './harness.js';
+import { type Bench, type BenchOptions, type BenchResult, median, pairedRatio, RssSampler } from './harness.js';
 
 const CONCURRENCY = 16;
 /** Both sides are timed from the SKIP-th completed call to the last (start-up and ramp excluded). */
@@ -188,12 +188,9 @@ export const httpCallBench: Bench = {
         base.push(await baseline(url, n));
         mine.push(await ours(url, n, policies));
       }
-      const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
       const baseRate = median(base.map((x) => x.rate));
       const oursRate = median(mine.map((x) => x.rate));
-      // each round's ours/baseline pair ran back to back: its ratio is the least disturbed by
-      // other load on the machine drifting between rounds
-      const ratio = median(mine.map((m, i) => m.rate / (base[i] as Round).rate));
+      const ratio = pairedRatio(mine.map((x) => x.rate), base.map((x) => x.rate));
       const rssMB = rss.stop();
       const fmt = (xs: Round[]): string => xs.map((x) => `${x.rate.toFixed(0)}/s (${x.cpuUs.toFixed(0)} µs CPU)`).join(', ');
       console.log(`raw undici loop:     ${fmt(base)} — ${n} calls per round, concurrency ${CONCURRENCY}`);

@@ -1,5 +1,5 @@
 import jsonata from 'jsonata';
-import { round, RssSampler, type Bench, type BenchResult } from './harness.js';
+import { type Bench, type BenchResult, median, round, RssSampler } from './harness.js';
 import { benchRecord, handWritten, jsonataBindings, jsonataSource, oursMapping } from './mapping-cases.js';
 
 /** Records per second of `fn` over `n` records drawn from `pool`. */
@@ -52,7 +52,6 @@ export const mappingBench: Bench = {
       js.push(nJsonata / (Number(process.hrtime.bigint() - start) / 1e9));
     }
     const rssMB = rss.stop();
-    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
     const o = median(oursRates);
     const h = median(handRates);
     const j = Math.max(...js);

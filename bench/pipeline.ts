@@ -4,7 +4,7 @@ import { createReadStream, existsSync, mkdtempSync, rmSync, statSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { round, type Bench, type BenchResult } from './harness.js';
+import { type Bench, type BenchResult, median, round } from './harness.js';
 
 interface Run {
   count: number;
@@ -89,10 +89,6 @@ export const pipelineBench: Bench = {
       rmSync(dir, { recursive: true, force: true });
       console.log(`  round ${r + 1}: ours ${round(n / o.seconds, 0)} rec/s (${round(o.maxRssMB, 0)} MB), baseline ${round(n / b.seconds, 0)} rec/s (${round(b.maxRssMB, 0)} MB)`);
     }
-    const median = (xs: number[]): number => {
-      const s = [...xs].sort((a, b) => a - b);
-      return s[Math.floor(s.length / 2)] as number;
-    };
     const oursRate = median(ours.map((o) => n / o.seconds));
     const baseRate = median(base.map((b) => n / b.seconds));
     return {

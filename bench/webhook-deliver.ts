@@ -14,7 +14,7 @@ import { createMessage } from '../src/core/message.js';
 import { resolveSinkSettings, WebhookSink } from '../src/connectors/webhook/sink.js';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 import { componentContext } from '../src/testing/contexts.js';
-import { RssSampler, type Bench, type BenchOptions, type BenchResult } from './harness.js';
+import { type Bench, type BenchOptions, type BenchResult, median, pairedRatio, round, RssSampler } from './harness.js';
 
 const SECRET = 'whsec_' + Buffer.from('bench-secret-for-webhook-deliver').toString('base64');
 const CONCURRENCY = 16;
@@ -107,7 +107,6 @@ async function ours(url: string, n: number, round: number): Promise<Round> {
   return { rate: n / seconds, attempts };
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 export const webhookDeliverBench: Bench = {
   name: 'webhook-deliver',
@@ -141,7 +140,7 @@ export const webhookDeliverBench: Bench = {
         unit: 'deliveries/s',
         ours: Math.round(median(mine.map((x) => x.rate))),
         baseline: Math.round(median(base.map((x) => x.rate))),
-        ratio: Math.round(median(mine.map((m, i) => m.rate / (base[i] as Round).rate)) * 1000) / 1000,
+        ratio: round(pairedRatio(mine.map((x) => x.rate), base.map((x) => x.rate))),
         rssMB,
         messages: n,
         rounds,

@@ -16,7 +16,7 @@ import { startApp } from '../src/app/app.js';
 import { createRegistry } from '../src/app/registry.js';
 import { silentLogger } from '../src/core/logger.js';
 import { defineSink } from '../src/registry/registry.js';
-import { RssSampler, type Bench, type BenchOptions, type BenchResult } from './harness.js';
+import { type Bench, type BenchOptions, type BenchResult, median, pairedRatio, round, RssSampler } from './harness.js';
 import type { Load, LoadSpec } from './webhook-load.js';
 
 const SECRET = 'whsec_' + Buffer.from('bench-secret-for-webhook-ingest!').toString('base64');
@@ -39,7 +39,6 @@ function load(url: string, seconds: number): Promise<Load> {
   });
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 export const webhookIngestBench: Bench = {
   name: 'webhook-ingest',
@@ -125,7 +124,7 @@ flows:
         unit: 'requests/s',
         ours: Math.round(median(mine.map((x) => x.rps))),
         baseline: Math.round(median(base.map((x) => x.rps))),
-        ratio: Math.round(median(mine.map((m, i) => m.rps / (base[i] as Load).rps)) * 1000) / 1000,
+        ratio: round(pairedRatio(mine.map((x) => x.rps), base.map((x) => x.rps))),
         rssMB,
         p99Ms: median(mine.map((x) => x.p99)),
         p50Ms: median(mine.map((x) => x.p50)),
