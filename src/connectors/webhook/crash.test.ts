@@ -117,8 +117,15 @@ describe('crash test: signed webhooks in, ix SIGKILLed and restarted, signed web
         await new Promise((res) => setTimeout(res, 25 + Math.random() * 75));
       }
     };
+    let killed = 0;
     const senders = Array.from({ length: SENDERS }, async () => {
       while (next < WEBHOOKS) {
+        // Paced by the kills: the k-th share of the webhooks waits until k kills landed, so every
+        // kill lands mid-stream however fast the engine takes them in.
+        if (killed < KILLS && next >= Math.floor((WEBHOOKS * (killed + 1)) / (KILLS + 1))) {
+          await new Promise((res) => setTimeout(res, 20));
+          continue;
+        }
         const id = `evt_${next++}`;
         await sendOne(id);
       }
@@ -130,7 +137,6 @@ describe('crash test: signed webhooks in, ix SIGKILLed and restarted, signed web
     const progress = setInterval(() => {
       if (process.env['IX_CRASH_DEBUG']) console.log(`sent ${next} acked ${acked.size} received ${received.size} repeats ${repeats} retries ${refusedOrFailed}`);
     }, 2000);
-    let killed = 0;
     let run: Running | undefined;
     for (let k = 0; k < KILLS; k++) {
       run = startIx(['run', 'spec.yaml', '--log-level', 'info', '--lease', LEASE], { cwd: dir, env });
@@ -140,6 +146,8 @@ describe('crash test: signed webhooks in, ix SIGKILLed and restarted, signed web
         run.child.kill('SIGKILL');
         killed++;
       }
+      // Not killed (it exited by itself, or sending was over): stop it rather than wait forever.
+      if (run.child.exitCode === null) run.child.kill('SIGTERM');
       await run.exited;
       if (process.env['IX_CRASH_DEBUG']) console.log(`run ${k}: ${run.stderr().slice(-600)}`);
       await new Promise((r) => setTimeout(r, 200));
