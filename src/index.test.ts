@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -37,10 +37,20 @@ describe('embedding: the built package in plain Node', () => {
     execFileSync(process.execPath, [join(root, 'scripts/build.js')], { cwd: root, stdio: 'pipe' });
   }, 120_000);
 
-  it('imports dist/index.js by package name, registers a custom sink and runs a spec through it', () => {
+  it('imports the packed dist/index.js by package name, registers a custom sink and runs a spec through it', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ix-embed-'));
+    // the package as `npm pack` makes it (its `files` list), unpacked where npm would put it
+    const packed = JSON.parse(
+      execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dir], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+    ) as { filename: string; files: { path: string }[] }[];
+    const files = packed[0]?.files.map((f) => f.path) ?? [];
+    expect(files).toEqual(expect.arrayContaining(['dist/index.js', 'dist/ix.mjs', 'bin/ix.js', 'src/index.ts', 'README.md']));
+    expect(files.filter((f) => f.endsWith('.test.ts'))).toEqual([]);
+    const pkg = join(dir, 'node_modules/interchange');
+    mkdirSync(pkg, { recursive: true });
+    execFileSync('tar', ['-xzf', join(dir, packed[0]?.filename as string), '-C', pkg, '--strip-components=1']);
+    symlinkSync(join(root, 'node_modules'), join(pkg, 'node_modules'), 'dir');
     mkdirSync(join(dir, 'node_modules/@sinclair'), { recursive: true });
-    symlinkSync(root, join(dir, 'node_modules/interchange'), 'dir');
     symlinkSync(join(root, 'node_modules/@sinclair/typebox'), join(dir, 'node_modules/@sinclair/typebox'), 'dir');
     writeFileSync(join(dir, 'package.json'), '{ "type": "module", "private": true }\n');
     writeFileSync(
@@ -55,5 +65,12 @@ describe('embedding: the built package in plain Node', () => {
     const result = JSON.parse(line.slice('RESULT '.length)) as { got: unknown[]; stats: Record<string, { out: number }> };
     expect(result.got).toEqual([1, 2, 3].map((seq) => ({ tag: 'mine', seq, kind: 'demo' })));
     expect(result.stats['numbers']?.out).toBe(3);
+    // the packed CLI runs without rebuilding (no esbuild step on a user's machine)
+    writeFileSync(join(dir, 'plain.yaml'), 'version: 1\nflows:\n  numbers:\n    source: { generate: { count: 3 } }\n    sink: { stdout: {} }\n');
+    const bundled = statSync(join(pkg, 'dist/ix.mjs')).mtimeMs;
+    const check = spawnSync(process.execPath, [join(pkg, 'bin/ix.js'), 'check', 'plain.yaml'], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+    expect(check.stderr).toBe('');
+    expect(check.status).toBe(0);
+    expect(statSync(join(pkg, 'dist/ix.mjs')).mtimeMs).toBe(bundled);
   }, 90_000);
 });
