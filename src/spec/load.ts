@@ -7,7 +7,7 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, typ
 import { IxError } from '../core/errors.js';
 import type { Registry } from '../registry/registry.js';
 import { buildSpecSchema, SLOT_KEYWORD, type JsonSchema } from '../registry/schema.js';
-import { SECRET_KEYWORD } from '../registry/types.js';
+import { CREDENTIAL_HEADER_KEYWORD, SECRET_KEYWORD } from '../registry/types.js';
 import { hint } from './did-you-mean.js';
 import { SpecError, type SpecProblem } from './problem.js';
 import { checkSyncs, shapeSyncs } from './syncs.js';
@@ -45,9 +45,16 @@ const validators = new WeakMap<Registry, ValidateFunction>();
  * so the `x-ix-secret` keyword cannot tell a reference from a literal by the value itself.
  */
 let secretRefPointers: ReadonlySet<string> = new Set();
+/** The same for values that hold a `${secrets.NAME}` among other text (`Bearer ${secrets.TOKEN}`). */
+let secretPartPointers: ReadonlySet<string> = new Set();
 
 function isSecretReference(_schema: unknown, data: unknown, _parent?: unknown, cxt?: { instancePath: string }): boolean {
   return typeof data !== 'string' || secretRefPointers.has(cxt?.instancePath ?? '');
+}
+
+/** A credential header's value: a secret reference, or a `${…}` template filled from the message. */
+function isCredentialHeaderValue(_schema: unknown, data: unknown, _parent?: unknown, cxt?: { instancePath: string }): boolean {
+  return typeof data !== 'string' || secretPartPointers.has(cxt?.instancePath ?? '') || data.includes('${');
 }
 
 /** Marks, in the compiled spec schema, where a component's config is validated by its own schema. */
@@ -96,6 +103,7 @@ function validatorFor(registry: Registry): ValidateFunction {
     addFormats(ajv);
     ajv.addKeyword({ keyword: SLOT_KEYWORD, schemaType: 'string' });
     ajv.addKeyword({ keyword: SECRET_KEYWORD, schemaType: 'boolean', validate: isSecretReference });
+    ajv.addKeyword({ keyword: CREDENTIAL_HEADER_KEYWORD, schemaType: 'boolean', validate: isCredentialHeaderValue });
     const kinds = new Map<string, JsonSchema>();
     const compiled = new Map<string, ValidateFunction>();
     const component: SchemaValidateFunction = (ref: string, data: unknown, _parent?: AnySchemaObject, cxt?: DataValidationCxt): boolean => {
@@ -164,7 +172,8 @@ export function loadSpecText(text: string, file: string, registry: Registry, opt
 
   // Secret and environment references, resolved in place (the values stay in memory only).
   const secretRefs = new Set<Scalar>();
-  const secretValues = resolveReferences(doc, baseDir, env, secretRefs, (node, err) => {
+  const partRefs = new Set<Scalar>();
+  const secretValues = resolveReferences(doc, baseDir, env, secretRefs, partRefs, (node, err) => {
     problems.push({ file, ...pos(node.range?.[0] ?? 0), code: err.code, message: err.message });
   });
   if (problems.length > 0) throw new SpecError(problems);
@@ -172,11 +181,13 @@ export function loadSpecText(text: string, file: string, registry: Registry, opt
   const value = doc.toJS({ maxAliasCount: 100 }) as Record<string, unknown>;
   const validate = validatorFor(registry);
   secretRefPointers = pointersOf(doc, secretRefs);
+  secretPartPointers = pointersOf(doc, partRefs);
   let valid: boolean;
   try {
     valid = validate(value) as boolean;
   } finally {
     secretRefPointers = new Set();
+    secretPartPointers = new Set();
   }
   if (!valid) {
     // Unions inside a kind's schema are told apart by their own schema paths.
@@ -355,6 +366,7 @@ function describeAjvError(e: ErrorObject, registry: Registry): { path: SpecPath;
       return { path, key: false, err: new IxError('IX_SPEC_INVALID', { path: describe(path), detail: `has an invalid form${desc || ` (expected ${String(params['pattern'])})`}` }) };
     }
     case SECRET_KEYWORD:
+    case CREDENTIAL_HEADER_KEYWORD:
       return { path, key: false, err: new IxError('IX_SPEC_LITERAL_SECRET', { path: describe(path) }) };
     case 'propertyNames':
       return { path, key: false, err: new IxError('IX_SPEC_INVALID', { path: describe(path), detail: `has an invalid name "${String(params['propertyName'])}"` }) };
@@ -399,6 +411,7 @@ function locateIn(doc: Document, path: SpecPath, key: boolean, pos: (o: number) 
 const REF_RE = /\$\{\s*(secrets|env)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}/g;
 
 const ONE_SECRET_RE = /^\s*\$\{\s*secrets\.[A-Za-z_][A-Za-z0-9_]*\s*\}\s*$/;
+const SOME_SECRET_RE = /\$\{\s*secrets\.[A-Za-z_][A-Za-z0-9_]*\s*\}/;
 
 /** The JSON pointer of each scalar in `nodes` (through aliases too), as validation sees the value. */
 function pointersOf(doc: Document, nodes: ReadonlySet<Scalar>): Set<string> {
@@ -427,6 +440,7 @@ function resolveReferences(
   baseDir: string,
   env: Readonly<Record<string, string | undefined>>,
   secretRefs: Set<Scalar>,
+  partRefs: Set<Scalar>,
   report: (node: Node, err: IxError) => void,
 ): string[] {
   const declared = new Map<string, string>();
@@ -473,6 +487,7 @@ function resolveReferences(
       if (typeof node.value !== 'string' || !node.value.includes('${')) return;
       const original = node.value;
       if (ONE_SECRET_RE.test(original)) secretRefs.add(node);
+      if (SOME_SECRET_RE.test(original)) partRefs.add(node);
       try {
         node.value = original.replace(REF_RE, (_m, ns: string, name: string) => {
           if (ns === 'secrets') return resolveSecret(name);

@@ -81,6 +81,42 @@ describe('credentials only through secret references', () => {
     ]);
   });
 
+  it('refuses a literal credential header on a service, an endpoint and a webhook sink; takes a reference within text or a message template', () => {
+    const body =
+      'services:\n  api:\n    baseUrl: http://127.0.0.1:1\n    headers: { Authorization: "Bearer lit-1", Accept: application/json, X-Trace: "t-1" }\n' +
+      '    endpoints:\n      get: { method: GET, path: /x, headers: { x-api-key: lit-2, X-Tenant-Token: "${tenantToken}" } }\n' +
+      '  ok:\n    baseUrl: http://127.0.0.1:2\n    headers: { authorization: "Bearer ${secrets.TOKEN}", COOKIE: "s=${secrets.TOKEN}" }\n';
+    expect(problems(body)).toEqual([
+      `spec.yaml:${where(specOf(body), '"Bearer lit-1"')}: ${use('services.api.headers.Authorization')}`,
+      `spec.yaml:${where(specOf(body), 'lit-2')}: ${use('services.api.endpoints.get.headers.x-api-key')}`,
+    ]);
+    const hook = (headers: string) =>
+      `version: 1\nsecrets: { TOKEN: env:IX_T_TOKEN }\nflows:\n  f:\n    source: { generate: { count: 1 } }\n    sink: { webhook: { url: "https://x.example/", sign: { secret: "\${secrets.TOKEN}" }, headers: ${headers} } }\n`;
+    expect(() => loadSpecText(hook('{ X-Auth-Token: "${secrets.TOKEN}" }'), 'hooks.yaml', registry, { env })).not.toThrow();
+    const bad = hook('{ X-Auth-Token: "${env.IX_T_TOKEN}" }');
+    expect(() => loadSpecText(bad, 'hooks.yaml', registry, { env })).toThrow(use('flows.f.sink.webhook.headers.X-Auth-Token'));
+  });
+
+  it('refuses literal broker passwords and tokens (MQTT, NATS, Kafka)', () => {
+    const flow = (sink: string) =>
+      `version: 1\nsecrets: { TOKEN: env:IX_T_TOKEN }\nflows:\n  f:\n    source: { generate: { count: 1 } }\n    sink: ${sink}\n`;
+    const messages = (text: string): string[] => {
+      try {
+        loadSpecText(text, 'b.yaml', registry, { env });
+        return [];
+      } catch (err) {
+        return (err as SpecError).problems.map((p) => p.message);
+      }
+    };
+    expect(messages(flow('{ mqtt: { topic: t, username: u, password: lit-p } }'))).toEqual([use('flows.f.sink.mqtt.password')]);
+    expect(messages(flow('{ nats: { subject: s, user: u, pass: lit-p } }'))).toEqual([use('flows.f.sink.nats.pass')]);
+    expect(messages(flow('{ nats: { subject: s, token: lit-t } }'))).toEqual([use('flows.f.sink.nats.token')]);
+    expect(messages(flow('{ kafka: { brokers: ["k:9092"], topic: t, sasl: { mechanism: plain, username: u, password: lit-p } } }'))).toEqual([
+      use('flows.f.sink.kafka.sasl.password'),
+    ]);
+    expect(messages(flow('{ mqtt: { topic: t, username: u, password: "${secrets.TOKEN}" } }'))).toEqual([]);
+  });
+
   it('never quotes the literal or the resolved value', () => {
     const got = problems(service('{ type: bearer, token: do-not-echo-me }')).join('\n');
     expect(got).not.toContain('do-not-echo-me');

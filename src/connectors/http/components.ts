@@ -5,7 +5,7 @@ import { createMessage } from '../../core/message.js';
 import { errorMessage, isRetryable } from '../../core/errors.js';
 import type { SinkWriteResult, SourceContext } from '../../core/component.js';
 import { defineSink, defineSource, defineStep } from '../../registry/registry.js';
-import { DurationType } from '../../registry/types.js';
+import { DurationType, HeadersType } from '../../registry/types.js';
 import { parseSchedule, waitForNextRun } from '../../resilience/schedule.js';
 import type { CallInput, RestService } from './client.js';
 import { paginate } from './pagination.js';
@@ -16,7 +16,7 @@ const CallFields = {
   endpoint: Type.String({ description: 'One of its endpoints.' }),
   params: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: '{name} path parameters; values may be ${…} templates.' })),
   query: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Query parameters; values may be ${…} templates.' })),
-  headers: Type.Optional(Type.Record(Type.String(), Type.String())),
+  headers: Type.Optional(HeadersType()),
   body: Type.Optional(Type.Unknown({ description: 'Body template; by default the message payload (for methods with a body).' })),
 };
 

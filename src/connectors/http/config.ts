@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { DurationType, RateType, SecretType } from '../../registry/types.js';
+import { DurationType, HeadersType, RateType, SecretType } from '../../registry/types.js';
 
 /** Config schemas of the `services:` section and the http components. */
 
@@ -175,7 +175,7 @@ export const EndpointSchema = Type.Object(
     path: Type.String({ default: '', description: 'Path below baseUrl; {name} from params, ${expr} from the message.' }),
     description: Type.Optional(Type.String()),
     query: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-    headers: Type.Optional(Type.Record(Type.String(), Type.String())),
+    headers: Type.Optional(HeadersType()),
     body: Type.Optional(Type.Unknown({ description: 'Body template (JSON); strings may hold ${expr}.' })),
     params: Type.Optional(Type.Record(Type.String(), Type.Unknown({ description: 'Declared path parameters (documentation).' }))),
     timeout: Type.Optional(DurationType()),
@@ -200,7 +200,7 @@ export const ServiceSchema = Type.Object(
     description: Type.Optional(Type.String()),
     baseUrl: Type.String({ description: 'http(s)://host[:port][/prefix]; for graphql, the endpoint URL.' }),
     wsUrl: Type.Optional(Type.String({ description: 'graphql-ws URL for subscriptions (default: baseUrl with ws:).' })),
-    headers: Type.Optional(Type.Record(Type.String(), Type.String())),
+    headers: Type.Optional(HeadersType()),
     timeout: DurationType({ default: '30s', description: 'Whole call, per attempt.' }),
     connectTimeout: DurationType({ default: '10s' }),
     auth: Type.Optional(AuthSchema),

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { SecretType } from '../../registry/types.js';
 import { DeliveryType, DurationType, FormatType, HeaderRouteType } from '../broker-kit.js';
 
 const Common = {
@@ -10,7 +11,7 @@ const Common = {
       {
         mechanism: Type.Union([Type.Literal('plain'), Type.Literal('scram-sha-256'), Type.Literal('scram-sha-512')]),
         username: Type.String(),
-        password: Type.String({ description: 'Use a secret reference; never logged.' }),
+        password: SecretType({ description: 'A secret reference, ${secrets.NAME}; never logged.' }),
       },
       { additionalProperties: false },
     ),

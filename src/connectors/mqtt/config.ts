@@ -1,10 +1,11 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { SecretType } from '../../registry/types.js';
 import { DeliveryType, DurationType, FormatType, HeaderRouteType } from '../broker-kit.js';
 
 const Common = {
   url: Type.String({ default: 'mqtt://127.0.0.1:1883', description: 'Broker URL: mqtt://, mqtts://, ws://, wss://.' }),
   username: Type.Optional(Type.String()),
-  password: Type.Optional(Type.String({ description: 'Use a secret reference; never logged.' })),
+  password: Type.Optional(SecretType({ description: 'A secret reference, ${secrets.NAME}; never logged.' })),
   protocolVersion: Type.Union([Type.Literal(4), Type.Literal(5)], {
     default: 5,
     description: 'MQTT 3.1.1 (4) or 5. With 5, headers, the message id and the key travel as user properties.',

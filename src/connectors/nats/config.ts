@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
+import { SecretType } from '../../registry/types.js';
 import { DeliveryType, DurationType, FormatType, HeaderRouteType } from '../broker-kit.js';
 
 const Servers = Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1 })], {
@@ -8,8 +9,8 @@ const Servers = Type.Union([Type.String(), Type.Array(Type.String(), { minItems:
 
 const Auth = {
   user: Type.Optional(Type.String()),
-  pass: Type.Optional(Type.String({ description: 'Use a secret reference; never logged.' })),
-  token: Type.Optional(Type.String({ description: 'Use a secret reference; never logged.' })),
+  pass: Type.Optional(SecretType({ description: 'A secret reference, ${secrets.NAME}; never logged.' })),
+  token: Type.Optional(SecretType({ description: 'A secret reference, ${secrets.NAME}; never logged.' })),
 };
 
 export const NatsSourceConfig = Type.Object(

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { DurationType, RateType, SecretType, SizeType } from '../../registry/types.js';
+import { DurationType, HeadersType, RateType, SecretType, SizeType } from '../../registry/types.js';
 
 /** Config schemas of the `webhook` source and sink: the spec's JSON Schema and docs come from here. */
 
@@ -86,7 +86,7 @@ export const WebhookSinkSchema = Type.Object(
   {
     url: Type.String({ pattern: '^https?://', description: 'The endpoint deliveries are POSTed to.' }),
     method: Type.Optional(Type.Union([Type.Literal('POST'), Type.Literal('PUT'), Type.Literal('PATCH')], { default: 'POST' })),
-    headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Extra request headers.' })),
+    headers: Type.Optional(HeadersType({ description: 'Extra request headers. Credential headers (Authorization, X-Api-Key, …-Token, Cookie) take a secret reference.' })),
     sign: Type.Optional(SignSchema),
     schedule: Type.Optional(
       Type.Array(DurationType(), {
