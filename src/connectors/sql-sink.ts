@@ -202,7 +202,11 @@ export class SqlSink implements Sink {
       }
       let keepNew: boolean;
       if (this.policy === 'target-wins') keepNew = false;
-      else if (this.policy === 'newest-wins') keepNew = !versionGreater(prev.row[this.cfg.version as string], it.row[this.cfg.version as string]);
+      else if (this.policy === 'newest-wins') {
+        const v = it.row[this.cfg.version as string];
+        // a delete without a version deletes whatever is stored (as deleteRows does), so it wins here too
+        keepNew = (it.del === true && (v === null || v === undefined)) || !versionGreater(prev.row[this.cfg.version as string], v);
+      }
       else keepNew = true;
       const merged = [...prev.indexes, ...it.indexes];
       const kept = keepNew ? it : prev;

@@ -168,6 +168,14 @@ export function sqlSuite(makeKit: () => Promise<SqlKit>): void {
       const del = (id: string, p: unknown): Message => msg(id, p, { meta: { op: 'delete' } });
       expect((await write(newest, [del('h1', { id: 1, v: 4 }), del('h2', { id: 2, v: 5 })])).size).toBe(0);
       expect((await all(nt)).map((r) => r['name'])).toEqual(['one']); // v 4 < stored 5: kept; v 5 >= 5: deleted
+      // a delete without a version removes the row whatever its version, in one batch as in two
+      const upsert = (id: string, v: number): Message => msg(id, { id: 7, name: 'seven', v });
+      expect((await write(newest, [upsert('i1', 9), del('i2', { id: 7 })])).size).toBe(0);
+      const inOne = (await all(nt)).map((r) => r['name']);
+      expect((await write(newest, [upsert('j1', 9)])).size).toBe(0);
+      expect((await write(newest, [del('j2', { id: 7 })])).size).toBe(0);
+      expect(inOne).toEqual(['one']);
+      expect((await all(nt)).map((r) => r['name'])).toEqual(['one']);
       await newest.close?.();
       await expect(kit.createSink({ table: nt, delete: { when: 'op' } })).rejects.toThrow(/needs mode upsert/);
     });
