@@ -135,6 +135,30 @@ describe('webhook sink', () => {
     expect((await store.listDeliveryAttempts({ outbox: sink.queue })).filter((a) => a.outcome === 'delivered')).toHaveLength(6);
   });
 
+  it('a write hands its messages to the delivery worker leased: no other worker claims them, a crash returns them after the lease, never sent twice', async () => {
+    const clock = new FakeClock(Date.now());
+    const { sink, receiver, store } = await setup(clock, { concurrency: 1, timeout: '30s' });
+    receiver.answer = () => 'hang';
+    await sink.write(Array.from({ length: 4 }, (_, i) => msg(`evt_h${i}`)));
+    await until(() => receiver.received.length === 1, 'the first delivery, hanging');
+    // written leased to the sink: one in flight, three held for it, none ready for anyone else
+    expect(await store.queueStats(sink.queue)).toEqual({ ready: 0, scheduled: 0, leased: 4 });
+    expect(await store.claim(sink.queue, 'other-worker', { limit: 10, leaseMs: 600_000 })).toEqual([]);
+    // the sink stalls past every lease (as a crashed one would): the outbox gives them to another worker
+    clock.set(clock.now() + 2 * 30_000 + 10_000 + 1);
+    const taken = await store.claim(sink.queue, 'other-worker', { limit: 10, leaseMs: 600_000 });
+    expect(taken.map((t) => [t.message.id, t.attempts])).toEqual([0, 1, 2, 3].map((i) => [`evt_h${i}`, 0]));
+    // the stalled sink wakes up (its request fails): it sends none of the held ones, now another's
+    await receiver.close();
+    await until(async () => (await store.listDeliveryAttempts({ outbox: sink.queue })).length === 1, 'the failed attempt recorded');
+    await sink.idle();
+    await new Promise((r) => setTimeout(r, 50));
+    await sink.idle();
+    expect((await store.listDeliveryAttempts({ outbox: sink.queue })).map((a) => a.messageId)).toEqual(['evt_h0']);
+    expect(receiver.received).toHaveLength(1);
+    expect(await store.queueStats(sink.queue)).toEqual({ ready: 0, scheduled: 0, leased: 4 });
+  });
+
   it('schedule: fails the first 4 attempts, delivers exactly once at the 5th, at the scheduled times', async () => {
     const clock = new FakeClock(Date.now());
     const { sink, receiver, store } = await setup(clock);

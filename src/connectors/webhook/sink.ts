@@ -99,10 +99,28 @@ interface FifoBlock {
   readonly until: number;
 }
 
+/** A queue item whose lease this sink holds, not started yet (written or claimed ahead). */
+interface Held {
+  readonly item: DurableQueueItem;
+  /** When the lease runs out (this sink's clock; the store's own expiry is no earlier). */
+  until: number;
+  /** The request body, made when it was written (absent when claimed). */
+  readonly body?: Buffer;
+}
+
+/**
+ * What a write hands straight to the delivery worker at most (count, body bytes); beyond it
+ * a write goes to the outbox unleased and is claimed when there is room.
+ */
+const HOLD_MAX = 20_000;
+const HOLD_MAX_BYTES = 16 * 1024 * 1024;
+/** While held items wait, the outbox is still claimed this often, so due retries are not starved. */
+const OUTBOX_CLAIM_EVERY_MS = 500;
+
 /** How long a settle nobody waits on may wait for others to share its commit (real ms). */
-const LAZY_SETTLE_MS = 2;
+const LAZY_SETTLE_MS = 20;
 /** A group this large commits at once. */
-const LAZY_GROUP = 64;
+const LAZY_GROUP = 256;
 
 /** Waits for a batch of store writes to be flushed together (group commit). */
 class Settler {
@@ -188,8 +206,12 @@ export class WebhookSink implements Sink {
   private readonly settler: Settler;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly settles = new Set<Promise<void>>();
-  /** Claimed with the last claim, not started yet (no FIFO, breaker closed). */
-  private prefetched: DurableQueueItem[] = [];
+  /** Leased to this sink and not started yet: written by `write`, or claimed ahead (no FIFO, breaker closed). */
+  private prefetched: Held[] = [];
+  /** Body bytes of `prefetched`. */
+  private heldBytes = 0;
+  /** When the outbox is next claimed while held items are waiting. */
+  private nextOutboxClaimAt = 0;
   private readonly requests = new Set<AttemptAbort>();
   /** Attempt deadlines: one timer for all in-flight attempts, not a timer per attempt. */
   private readonly deadlines: Deadlines;
@@ -247,8 +269,27 @@ export class WebhookSink implements Sink {
     return this.s.timeoutMs + 10_000;
   }
 
+  /** The lease of an item held before it starts: it starts within one attempt's timeout, or its lease is renewed. */
+  private get aheadLeaseMs(): number {
+    return this.leaseMs + this.s.timeoutMs;
+  }
+
+  /** Whether a write may hand its messages straight to the delivery worker. */
+  private canHandOff(): boolean {
+    return (
+      !this.s.fifo &&
+      (this.s.scheduleMs[0] ?? 0) <= 0 &&
+      this.disabled === undefined &&
+      !this.stop.signal.aborted &&
+      this.breaker.state() === 'closed' &&
+      this.prefetched.length < HOLD_MAX &&
+      this.heldBytes < HOLD_MAX_BYTES
+    );
+  }
+
   async write(batch: Message[], _ctx?: SinkContext): Promise<void> {
     if (batch.length === 0) return;
+    if (this.canHandOff()) return this.writeLeased(batch);
     const first = this.s.scheduleMs[0] ?? 0;
     const availableAt = first > 0 ? this.clock.now() + first : undefined;
     // One durable transaction: the outbox entry, and the id remembered for the dedupe window,
@@ -260,6 +301,37 @@ export class WebhookSink implements Sink {
     );
     this.counts.deduplicated += batch.length - r.inserted;
     if (r.inserted > 0) this.wake();
+  }
+
+  /**
+   * The durable enqueue with the messages leased to this sink in the same commit, kept for the
+   * delivery worker: no claim. A crash returns them to the outbox once the lease expires; no
+   * other worker can claim them before that.
+   */
+  private async writeLeased(batch: Message[]): Promise<void> {
+    const stored = batch.map(toStored);
+    const now = this.clock.now();
+    const r = await this.store.enqueueLeased(
+      this.queue,
+      this.owner,
+      stored.map((message) => ({ message })),
+      { leaseMs: this.aheadLeaseMs, dedupeTtlMs: this.s.dedupeWindowMs },
+    );
+    this.counts.deduplicated += batch.length - r.inserted;
+    if (r.inserted === 0) return;
+    const held = stored.filter((_, i) => r.insertedFlags[i] === true);
+    if (this.stop.signal.aborted) {
+      // closed meanwhile: give them back rather than leave them leased until the expiry
+      await this.store.release(this.queue, this.owner, held.map((m) => m.id));
+      return;
+    }
+    const until = now + this.aheadLeaseMs;
+    for (const message of held) {
+      const body = requestBody(message);
+      this.heldBytes += body.length;
+      this.prefetched.push({ item: { queue: this.queue, message, attempts: 0, enqueuedAt: now }, until, body });
+    }
+    this.wake();
   }
 
   /** Stops the worker; in-flight attempts are abandoned and their messages released (not counted). */
@@ -336,15 +408,27 @@ export class WebhookSink implements Sink {
       await Promise.race([...this.inFlight, this.stopped()]);
       return;
     }
-    let items: DurableQueueItem[];
-    if (this.prefetched.length > 0) items = this.prefetched.splice(0, room);
-    else if (state === 'closed' && !this.s.fifo) {
+    let items: Held[];
+    const now = this.clock.now();
+    if (this.prefetched.length > 0) {
+      // Held items first; now and then the outbox too (retries come due there, and what a
+      // write did not hold), then the held items fill what it left free.
+      items = [];
+      if (now >= this.nextOutboxClaimAt) {
+        items = (await this.store.claim(this.queue, this.owner, { limit: room, leaseMs: this.leaseMs })).map((item) => ({ item, until: now + this.leaseMs }));
+        if (items.length < room) this.nextOutboxClaimAt = now + OUTBOX_CLAIM_EVERY_MS;
+      }
+      if (items.length < room) items.push(...(await this.takeHeld(room - items.length)));
+    } else if (state === 'closed' && !this.s.fifo) {
       // One claim fills the free slots and as many again, kept for the next free slots: half
       // the claims. A kept item starts within one attempt's timeout, so its lease covers two.
-      items = await this.store.claim(this.queue, this.owner, { limit: room + this.s.concurrency, leaseMs: this.leaseMs + this.s.timeoutMs });
+      const until = now + this.aheadLeaseMs;
+      items = (await this.store.claim(this.queue, this.owner, { limit: room + this.s.concurrency, leaseMs: this.aheadLeaseMs })).map((item) => ({ item, until }));
       this.prefetched = items.splice(room);
-    } else items = await this.store.claim(this.queue, this.owner, { limit: room, leaseMs: this.leaseMs });
+      this.nextOutboxClaimAt = now + OUTBOX_CLAIM_EVERY_MS;
+    } else items = (await this.store.claim(this.queue, this.owner, { limit: room, leaseMs: this.leaseMs })).map((item) => ({ item, until: now + this.leaseMs }));
     if (items.length === 0) {
+      if (this.prefetched.length > 0) return;
       if (this.inFlight.size > 0) {
         await Promise.race([...this.inFlight, this.woken(), this.stopped()]);
         return;
@@ -355,10 +439,35 @@ export class WebhookSink implements Sink {
       return;
     }
     if (state === 'half-open' && !this.breaker.tryTrial()) {
-      await this.store.release(this.queue, this.owner, items.map((i) => i.message.id));
+      await this.store.release(this.queue, this.owner, items.map((i) => i.item.message.id));
       return;
     }
     for (const chain of this.chains(items)) this.track(this.runChain(chain));
+  }
+
+  /**
+   * Up to `n` held items to start now. One whose lease could run out during its attempt is
+   * renewed first (with every held item near that point, in one statement); one whose lease
+   * is lost is dropped: whoever holds it now sends it.
+   */
+  private async takeHeld(n: number): Promise<Held[]> {
+    const taken = this.prefetched.splice(0, n);
+    for (const h of taken) if (h.body) this.heldBytes -= h.body.length;
+    const now = this.clock.now();
+    if (taken.every((h) => h.until - now >= this.leaseMs)) return taken;
+    const due = [...taken, ...this.prefetched].filter((h) => h.until - now < this.leaseMs * 2);
+    const held = new Set(await this.store.extendLease(this.queue, this.owner, due.map((h) => h.item.message.id), this.aheadLeaseMs));
+    const lost = new Set<Held>();
+    for (const h of due) {
+      if (held.has(h.item.message.id)) h.until = now + this.aheadLeaseMs;
+      else lost.add(h);
+    }
+    if (lost.size > 0) {
+      this.logger.warn({ lost: lost.size }, 'leases of held webhook deliveries ran out before they started; left to their new holder');
+      this.prefetched = this.prefetched.filter((h) => !lost.has(h));
+      this.heldBytes = this.prefetched.reduce((sum, h) => sum + (h.body?.length ?? 0), 0);
+    }
+    return taken.filter((h) => !lost.has(h));
   }
 
   private stopped(): Promise<void> {
@@ -379,8 +488,9 @@ export class WebhookSink implements Sink {
 
   /** Gives claimed items not started yet back to the outbox (breaker not closed, stopping). */
   private async releasePrefetched(): Promise<void> {
-    const ids = this.prefetched.map((i) => i.message.id);
+    const ids = this.prefetched.map((h) => h.item.message.id);
     this.prefetched = [];
+    this.heldBytes = 0;
     await this.store.release(this.queue, this.owner, ids);
   }
 
@@ -396,12 +506,12 @@ export class WebhookSink implements Sink {
   }
 
   /** Without FIFO each message is its own chain; with FIFO, messages of one key run in order. */
-  private chains(items: DurableQueueItem[]): DurableQueueItem[][] {
+  private chains(items: Held[]): Held[][] {
     if (!this.s.fifo) return items.map((i) => [i]);
-    const byKey = new Map<string, DurableQueueItem[]>();
-    const out: DurableQueueItem[][] = [];
+    const byKey = new Map<string, Held[]>();
+    const out: Held[][] = [];
     for (const item of items) {
-      const key = item.message.key;
+      const key = item.item.message.key;
       if (key === undefined) {
         out.push([item]);
         continue;
@@ -417,23 +527,24 @@ export class WebhookSink implements Sink {
     return out;
   }
 
-  private async runChain(chain: DurableQueueItem[]): Promise<void> {
+  private async runChain(chain: Held[]): Promise<void> {
     for (let i = 0; i < chain.length; i++) {
-      const item = chain[i] as DurableQueueItem;
+      const held = chain[i] as Held;
+      const item = held.item;
       const key = item.message.key;
       const block = this.s.fifo && key !== undefined ? this.fifoBlocks.get(key) : undefined;
       if (block && block.id !== item.message.id) {
         // An earlier message of this key waits for a retry: this one waits behind it.
         for (const later of chain.slice(i)) {
-          await this.store.retry(this.queue, this.owner, later.message.id, { availableAt: block.until + 1, countAttempt: false });
+          await this.store.retry(this.queue, this.owner, later.item.message.id, { availableAt: block.until + 1, countAttempt: false });
         }
         return;
       }
-      const ok = await this.deliver(item);
+      const ok = await this.deliver(item, held.body);
       if (!ok && this.s.fifo && key !== undefined && this.fifoBlocks.has(key)) {
         const b = this.fifoBlocks.get(key) as FifoBlock;
         for (const later of chain.slice(i + 1)) {
-          await this.store.retry(this.queue, this.owner, later.message.id, { availableAt: b.until + 1, countAttempt: false });
+          await this.store.retry(this.queue, this.owner, later.item.message.id, { availableAt: b.until + 1, countAttempt: false });
         }
         return;
       }
@@ -447,7 +558,7 @@ export class WebhookSink implements Sink {
   }
 
   /** One attempt; true when delivered. */
-  private async deliver(item: DurableQueueItem): Promise<boolean> {
+  private async deliver(item: DurableQueueItem, body: Buffer | undefined): Promise<boolean> {
     const msg = item.message;
     const attempt = item.attempts + 1;
     if (this.limiter) await this.limiter.take(this.stop.signal).catch(() => undefined);
@@ -464,7 +575,7 @@ export class WebhookSink implements Sink {
       return false;
     }
 
-    const r = await this.attempt(msg);
+    const r = await this.attempt(msg, body ?? requestBody(msg));
     if (r === undefined) {
       // stopping: abandoned, not counted
       await this.store.release(this.queue, this.owner, [msg.id]);
@@ -533,8 +644,7 @@ export class WebhookSink implements Sink {
   }
 
   /** Sends one signed request; undefined when abandoned because the sink is stopping. */
-  private async attempt(msg: StoredMessage): Promise<AttemptResult | undefined> {
-    const body = Buffer.from(typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload ?? null));
+  private async attempt(msg: StoredMessage, body: Buffer): Promise<AttemptResult | undefined> {
     const headers: Record<string, string> = {
       'content-type': typeof msg.payload === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
       'user-agent': 'Interchange-Webhooks/1',
@@ -567,6 +677,11 @@ export class WebhookSink implements Sink {
       this.requests.delete(controller);
     }
   }
+}
+
+/** What a delivery sends: a string payload as it is, anything else as JSON. */
+function requestBody(msg: StoredMessage): Buffer {
+  return Buffer.from(typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload ?? null));
 }
 
 async function readExcerpt(res: Dispatcher.ResponseData, limit: number): Promise<string> {
