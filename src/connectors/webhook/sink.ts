@@ -92,6 +92,9 @@ interface AttemptResult {
   latencyMs: number;
 }
 
+/** What an attempt record says besides its outcome. */
+type AttemptFields = Omit<DeliveryAttemptInput, 'outcome' | 'nextAt'>;
+
 interface FifoBlock {
   /** The message holding the key. */
   readonly id: string;
@@ -122,7 +125,7 @@ const LAZY_SETTLE_MS = 20;
 /** A group this large commits at once. */
 const LAZY_GROUP = 256;
 
-/** Waits for a batch of store writes to be flushed together (group commit). */
+/** Flushes attempt records and completions in groups, one commit each (group commit). */
 class Settler {
   private completes: string[] = [];
   private attempts: DeliveryAttemptInput[] = [];
@@ -134,9 +137,19 @@ class Settler {
     private readonly store: DurableStore,
     private readonly queue: string,
     private readonly owner: string,
-    /** Nobody waits on a settle to free a delivery slot (no FIFO): groups may wait a little. */
-    private readonly lazy = false,
+    /** Told when a group that nobody waits on could not be committed. */
+    private readonly onLost: (err: unknown) => void,
   ) {}
+
+  /**
+   * A delivery nobody waits on (no FIFO: the slot is free once the receiver answered): its
+   * record and completion commit with the next group, which waits a little for company.
+   */
+  deliveredLater(id: string, attempt: DeliveryAttemptInput): void {
+    this.completes.push(id);
+    this.attempts.push(attempt);
+    this.flushing ??= this.flush();
+  }
 
   delivered(id: string, attempt: DeliveryAttemptInput): Promise<void> {
     this.completes.push(id);
@@ -149,20 +162,30 @@ class Settler {
     return this.wait();
   }
 
+  /** Resolves once everything handed over so far is committed (or failed). */
+  settled(): Promise<void> {
+    return this.flushing ?? Promise.resolve();
+  }
+
+  get busy(): boolean {
+    return this.flushing !== undefined;
+  }
+
   private wait(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.waiters.push(resolve);
       this.failers.push(reject);
-      if (!this.flushing) this.flushing = this.flush();
+      this.flushing ??= this.flush();
     });
   }
 
   private async flush(): Promise<void> {
     try {
-      while (this.waiters.length > 0) {
-        // Deliveries that do not wait for their settle (no FIFO) group over a couple of ms:
-        // fewer, larger commits. A waited-for settle (FIFO) goes with the next turn.
-        if (this.lazy && this.waiters.length < LAZY_GROUP) await new Promise<void>((r) => setTimeout(r, LAZY_SETTLE_MS));
+      // every settle records an attempt
+      while (this.attempts.length > 0) {
+        // Without a waiter the group waits a little: fewer, larger commits. A waited-for
+        // settle (FIFO, a retry) goes with the next turn.
+        if (this.waiters.length === 0 && this.attempts.length < LAZY_GROUP) await new Promise<void>((r) => setTimeout(r, LAZY_SETTLE_MS));
         else await new Promise<void>((r) => setImmediate(r));
         const completes = this.completes;
         const attempts = this.attempts;
@@ -178,6 +201,7 @@ class Settler {
           for (const w of waiters) w();
         } catch (err) {
           for (const f of failers) f(err);
+          if (attempts.length > waiters.length) this.onLost(err);
         }
       }
     } finally {
@@ -205,7 +229,8 @@ export class WebhookSink implements Sink {
   private readonly limiter: RateLimiter | undefined;
   private readonly settler: Settler;
   private readonly inFlight = new Set<Promise<void>>();
-  private readonly settles = new Set<Promise<void>>();
+  /** Resolved when an in-flight delivery ends, or the sink stops (made on demand). */
+  private slotFreed: { readonly promise: Promise<void>; readonly resolve: () => void } | undefined;
   /** Leased to this sink and not started yet: written by `write`, or claimed ahead (no FIFO, breaker closed). */
   private prefetched: Held[] = [];
   /** Body bytes of `prefetched`. */
@@ -217,13 +242,16 @@ export class WebhookSink implements Sink {
   private readonly deadlines: Deadlines;
   private readonly stop = new AbortController();
   private wakeController = new AbortController();
-  private stoppedPromise: Promise<void> | undefined;
   private disabled: { at: number } | undefined;
   private fifoBlocks = new Map<string, FifoBlock>();
   private readonly loop: Promise<void>;
   /** When the attempt history is next purged (at start, then every `purgeEvery`). */
   private nextPurgeAt = 0;
   private readonly random: () => number;
+  /** The endpoint's parts, taken apart once (not per delivery). */
+  private readonly href: string;
+  private readonly origin: string;
+  private readonly path: string;
   /** Counts by outcome since start (for metrics and tests). */
   readonly counts = { delivered: 0, retried: 0, deadLettered: 0, deduplicated: 0 };
 
@@ -240,6 +268,9 @@ export class WebhookSink implements Sink {
     this.queue = `outbox:${ctx.flow}:${ctx.name}`;
     this.owner = `${this.queue}:${process.pid}:${randomBytes(4).toString('hex')}`;
     this.random = options.random ?? Math.random;
+    this.href = s.url.href;
+    this.origin = s.url.origin;
+    this.path = `${s.url.pathname}${s.url.search}`;
     this.dispatcher = new (undici().Agent)({
       connect: { lookup: s.guard.lookup, timeout: s.timeoutMs },
       connections: Math.max(s.concurrency, 1),
@@ -250,7 +281,9 @@ export class WebhookSink implements Sink {
     this.deadlines = new Deadlines(s.timeoutMs, () => new Error(`timed out after ${s.timeoutMs} ms`));
     this.breaker = new CircuitBreaker(ctx.clock, s.breaker.failures, s.breaker.halfOpenAfterMs);
     this.limiter = s.rateLimit ? new RateLimiter(ctx.clock, s.rateLimit) : undefined;
-    this.settler = new Settler(this.store, this.queue, this.owner, !s.fifo);
+    this.settler = new Settler(this.store, this.queue, this.owner, (err) =>
+      this.logger.warn({ err: errorMessage(err) }, 'recording a delivery failed; its lease will expire and it is sent again'),
+    );
     this.loop = this.run(options.pollMs ?? 1000);
   }
 
@@ -339,17 +372,18 @@ export class WebhookSink implements Sink {
     if (this.stop.signal.aborted) return;
     this.stop.abort();
     this.wakeController.abort();
+    this.freeSlot();
     for (const c of this.requests) c.abort();
     await this.loop;
     await Promise.allSettled([...this.inFlight]);
     if (this.prefetched.length > 0) await this.releasePrefetched().catch(() => undefined); // the lease would expire anyway
-    await Promise.allSettled([...this.settles]);
+    await this.settler.settled();
     await this.dispatcher.close();
   }
 
   /** Resolves once nothing is in flight (tests). */
   async idle(): Promise<void> {
-    while (this.inFlight.size > 0 || this.settles.size > 0) await Promise.allSettled([...this.inFlight, ...this.settles]);
+    while (this.inFlight.size > 0 || this.settler.busy) await Promise.allSettled([...this.inFlight, this.settler.settled()]);
   }
 
   private wake(): void {
@@ -405,7 +439,7 @@ export class WebhookSink implements Sink {
     const room = state === 'half-open' ? (this.inFlight.size === 0 ? 1 : 0) : this.s.concurrency - this.inFlight.size;
     // Claim in batches: while deliveries are in flight, wait until half of the slots are free.
     if (room <= 0 || (this.inFlight.size > 0 && room < Math.ceil(this.s.concurrency / 2))) {
-      await Promise.race([...this.inFlight, this.stopped()]);
+      await this.freed();
       return;
     }
     let items: Held[];
@@ -430,7 +464,7 @@ export class WebhookSink implements Sink {
     if (items.length === 0) {
       if (this.prefetched.length > 0) return;
       if (this.inFlight.size > 0) {
-        await Promise.race([...this.inFlight, this.woken(), this.stopped()]);
+        await Promise.race([this.freed(), this.woken()]);
         return;
       }
       const next = await this.store.nextAvailableAt(this.queue);
@@ -470,12 +504,21 @@ export class WebhookSink implements Sink {
     return taken.filter((h) => !lost.has(h));
   }
 
-  private stopped(): Promise<void> {
-    this.stoppedPromise ??= new Promise<void>((r) => {
-      if (this.stop.signal.aborted) r();
-      else this.stop.signal.addEventListener('abort', () => r(), { once: true });
-    });
-    return this.stoppedPromise;
+  /** Resolves when a delivery slot is freed or the sink stops: one promise for every waiter, not a race over the in-flight set. */
+  private freed(): Promise<void> {
+    if (this.stop.signal.aborted) return Promise.resolve();
+    if (!this.slotFreed) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.slotFreed = { promise, resolve };
+    }
+    return this.slotFreed.promise;
+  }
+
+  private freeSlot(): void {
+    const f = this.slotFreed;
+    this.slotFreed = undefined;
+    f?.resolve();
   }
 
   private woken(): Promise<void> {
@@ -494,14 +537,11 @@ export class WebhookSink implements Sink {
     await this.store.release(this.queue, this.owner, ids);
   }
 
-  /** A settle that runs after its delivery slot was freed; close() and idle() wait for it. */
-  private settling(p: Promise<void>): void {
-    const t = p.catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'recording a delivery failed; its lease will expire and it is sent again')).finally(() => this.settles.delete(t));
-    this.settles.add(t);
-  }
-
   private track(p: Promise<void>): void {
-    const t = p.catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'webhook delivery failed unexpectedly')).finally(() => this.inFlight.delete(t));
+    const t = p.catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'webhook delivery failed unexpectedly')).finally(() => {
+        this.inFlight.delete(t);
+        this.freeSlot();
+      });
     this.inFlight.add(t);
   }
 
@@ -567,7 +607,7 @@ export class WebhookSink implements Sink {
       return false;
     }
     const at = this.clock.now();
-    const base = { flow: this.flow, outbox: this.queue, messageId: msg.id, attempt, url: this.s.url.href, at };
+    const base = { flow: this.flow, outbox: this.queue, messageId: msg.id, attempt, url: this.href, at };
     if (this.disabled) {
       const reason = new IxError('IX_WEBHOOK_DISABLED', { url: this.s.url.origin, at: new Date(this.disabled.at).toISOString() }).message;
       await this.deadLetter(item, reason, attempt - 1);
@@ -582,27 +622,23 @@ export class WebhookSink implements Sink {
       return false;
     }
     const status = r.status;
-    const common = {
-      ...base,
-      latencyMs: r.latencyMs,
-      ...(status !== undefined ? { status } : {}),
-      ...(r.excerpt !== undefined ? { responseExcerpt: r.excerpt } : {}),
-      ...(r.error !== undefined ? { error: r.error } : {}),
-    };
+    const common: { -readonly [K in keyof AttemptFields]: AttemptFields[K] } = { ...base, latencyMs: r.latencyMs };
+    if (status !== undefined) common.status = status;
+    if (r.excerpt !== undefined) common.responseExcerpt = r.excerpt;
+    if (r.error !== undefined) common.error = r.error;
 
     if (status !== undefined && status >= 200 && status < 300) {
       this.breaker.success();
       this.counts.delivered++;
-      const settled = this.settler.delivered(msg.id, { ...common, outcome: 'delivered' });
       if (!this.s.fifo) {
         // The slot is free once the receiver answered: the record and the completion commit
         // with the next group (the lease holds the item meanwhile; a crash before that commit
         // means a redelivery, at-least-once). Under FIFO the next of a key waits for it.
-        this.settling(settled);
+        this.settler.deliveredLater(msg.id, { ...common, outcome: 'delivered' });
         return true;
       }
-      await settled;
-      if (this.s.fifo && msg.key !== undefined && this.fifoBlocks.get(msg.key)?.id === msg.id) await this.setFifoBlock(msg.key, undefined);
+      await this.settler.delivered(msg.id, { ...common, outcome: 'delivered' });
+      if (msg.key !== undefined && this.fifoBlocks.get(msg.key)?.id === msg.id) await this.setFifoBlock(msg.key, undefined);
       return true;
     }
 
@@ -655,7 +691,7 @@ export class WebhookSink implements Sink {
     this.requests.add(controller);
     const started = performance.now();
     try {
-      const res = await undici().request(this.s.url, { method: this.s.method, headers, body, dispatcher: this.dispatcher, signal: controller });
+      const res = await this.dispatcher.request({ origin: this.origin, path: this.path, method: this.s.method, headers, body, signal: controller });
       const excerpt = await readExcerpt(res, this.s.excerptBytes);
       const out: AttemptResult = { status: res.statusCode, latencyMs: performance.now() - started };
       if (excerpt !== '') out.excerpt = excerpt;
