@@ -3,7 +3,7 @@ import type * as Undici from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Clock } from '../../core/clock.js';
 import type { ComponentContext, ComponentStore, Sink, SinkContext } from '../../core/component.js';
-import type { DeliveryAttemptInput, DurableQueueItem, DurableStore } from '../../core/durable.js';
+import type { DeliveryAttemptInput, DeliveryOutcome, DurableQueueItem, DurableStore } from '../../core/durable.js';
 import { IxError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { toStored, type Message, type StoredMessage } from '../../core/message.js';
@@ -92,8 +92,8 @@ interface AttemptResult {
   latencyMs: number;
 }
 
-/** What an attempt record says besides its outcome. */
-type AttemptFields = Omit<DeliveryAttemptInput, 'outcome' | 'nextAt'>;
+/** What an attempt record says before the attempt ran. */
+type AttemptBase = Pick<DeliveryAttemptInput, 'flow' | 'outbox' | 'messageId' | 'attempt' | 'url' | 'at'>;
 
 interface FifoBlock {
   /** The message holding the key. */
@@ -607,7 +607,7 @@ export class WebhookSink implements Sink {
       return false;
     }
     const at = this.clock.now();
-    const base = { flow: this.flow, outbox: this.queue, messageId: msg.id, attempt, url: this.href, at };
+    const base: AttemptBase = { flow: this.flow, outbox: this.queue, messageId: msg.id, attempt, url: this.href, at };
     if (this.disabled) {
       const reason = new IxError('IX_WEBHOOK_DISABLED', { url: this.s.url.origin, at: new Date(this.disabled.at).toISOString() }).message;
       await this.deadLetter(item, reason, attempt - 1);
@@ -622,10 +622,6 @@ export class WebhookSink implements Sink {
       return false;
     }
     const status = r.status;
-    const common: { -readonly [K in keyof AttemptFields]: AttemptFields[K] } = { ...base, latencyMs: r.latencyMs };
-    if (status !== undefined) common.status = status;
-    if (r.excerpt !== undefined) common.responseExcerpt = r.excerpt;
-    if (r.error !== undefined) common.error = r.error;
 
     if (status !== undefined && status >= 200 && status < 300) {
       this.breaker.success();
@@ -634,10 +630,10 @@ export class WebhookSink implements Sink {
         // The slot is free once the receiver answered: the record and the completion commit
         // with the next group (the lease holds the item meanwhile; a crash before that commit
         // means a redelivery, at-least-once). Under FIFO the next of a key waits for it.
-        this.settler.deliveredLater(msg.id, { ...common, outcome: 'delivered' });
+        this.settler.deliveredLater(msg.id, attemptRecord(base, r, 'delivered'));
         return true;
       }
-      await this.settler.delivered(msg.id, { ...common, outcome: 'delivered' });
+      await this.settler.delivered(msg.id, attemptRecord(base, r, 'delivered'));
       if (msg.key !== undefined && this.fifoBlocks.get(msg.key)?.id === msg.id) await this.setFifoBlock(msg.key, undefined);
       return true;
     }
@@ -648,7 +644,7 @@ export class WebhookSink implements Sink {
       await this.store.setCheckpoint(`${this.queue}:disabled:${this.s.url.href}`, JSON.stringify(this.disabled));
       this.logger.warn({ url: this.s.url.origin }, 'endpoint answered 410 Gone: disabled; its deliveries are dead-lettered');
       await this.deadLetter(item, `endpoint answered 410 Gone and is disabled`, attempt);
-      await this.settler.record({ ...common, outcome: 'disabled' });
+      await this.settler.record(attemptRecord(base, r, 'disabled'));
       return false;
     }
     if (status === undefined || status >= 500 || status === 429 || status === 408) this.breaker.failure();
@@ -657,14 +653,14 @@ export class WebhookSink implements Sink {
     const delay = r.permanent ? undefined : scheduledDelay(this.s.scheduleMs, attempt, this.s.jitter, this.random);
     if (delay === undefined) {
       await this.deadLetter(item, r.permanent ? reason : `gave up after ${attempt} attempts; last: ${reason}`, attempt);
-      await this.settler.record({ ...common, outcome: 'dead-letter' });
+      await this.settler.record(attemptRecord(base, r, 'dead-letter'));
       return false;
     }
     let wait = delay;
     if (status !== undefined && RETRY_AFTER_STATUSES.has(status) && r.retryAfterMs !== undefined) wait = Math.min(r.retryAfterMs, this.s.maxRetryAfterMs);
     const nextAt = this.clock.now() + wait;
     this.counts.retried++;
-    await this.settler.record({ ...common, outcome: 'retry', nextAt });
+    await this.settler.record(attemptRecord(base, r, 'retry', nextAt));
     await this.store.retry(this.queue, this.owner, msg.id, { availableAt: nextAt, error: reason });
     if (this.s.fifo && msg.key !== undefined) await this.setFifoBlock(msg.key, { id: msg.id, until: nextAt });
     return false;
@@ -713,6 +709,27 @@ export class WebhookSink implements Sink {
       this.requests.delete(controller);
     }
   }
+}
+
+/**
+ * The record of an attempt that ran: one literal of one shape (the store takes an undefined
+ * field as absent), no spreads or added fields on the path every delivery takes.
+ */
+function attemptRecord(base: AttemptBase, r: AttemptResult, outcome: DeliveryOutcome, nextAt?: number): DeliveryAttemptInput {
+  return {
+    flow: base.flow,
+    outbox: base.outbox,
+    messageId: base.messageId,
+    attempt: base.attempt,
+    url: base.url,
+    at: base.at,
+    latencyMs: r.latencyMs,
+    status: r.status,
+    responseExcerpt: r.excerpt,
+    error: r.error,
+    outcome,
+    nextAt,
+  };
 }
 
 /** What a delivery sends: a string payload as it is, anything else as JSON. */
