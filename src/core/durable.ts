@@ -11,6 +11,13 @@ export interface DurableStore {
     readonly duplicates: number;
     readonly insertedFlags: readonly boolean[];
   }>;
+  /** Adds messages already leased to `owner` for `leaseMs` (no claim needed to deliver them); `insertedFlags` are the ones it holds. */
+  enqueueLeased(
+    queue: string,
+    owner: string,
+    items: readonly { readonly message: StoredMessage }[],
+    options: { readonly leaseMs: number; readonly dedupeTtlMs?: number },
+  ): Promise<{ readonly inserted: number; readonly duplicates: number; readonly insertedFlags: readonly boolean[] }>;
   claim(queue: string, owner: string, options: { readonly limit: number; readonly leaseMs: number }): Promise<DurableQueueItem[]>;
   complete(queue: string, owner: string, ids: readonly string[]): Promise<void>;
   retry(queue: string, owner: string, id: string, options: { readonly availableAt: number; readonly error?: string; readonly countAttempt?: boolean }): Promise<void>;

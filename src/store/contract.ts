@@ -49,6 +49,36 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect((await store.enqueue('q', [{ message: msg('a') }], { dedupeTtlMs: 10_000 })).inserted).toBe(1);
     });
 
+    it('enqueues leased to the writer: nobody else claims them until the lease expires', async () => {
+      await store.enqueue('q', [{ message: msg('old') }]);
+      const r = await store.enqueueLeased('q', 'w1', [{ message: msg('a') }, { message: msg('b') }, { message: msg('old') }], { leaseMs: 5000 });
+      expect(r.insertedFlags).toEqual([true, true, false]);
+      expect(r.duplicates).toBe(1);
+      expect(await store.queueStats('q')).toEqual({ ready: 1, scheduled: 0, leased: 2 });
+      // the duplicate was not taken over: it is still ready for anyone
+      expect((await store.claim('q', 'w2', { limit: 10, leaseMs: 60_000 })).map((c) => c.message.id)).toEqual(['old']);
+      expect(await store.extendLease('q', 'w1', ['a', 'b'], 5000)).toEqual(['a', 'b']);
+      await store.complete('q', 'w1', ['a']);
+      clock.set(clock.now() + 5001);
+      // the writer is gone (a crash): b returns to the queue, to its first attempt
+      const again = await store.claim('q', 'w2', { limit: 10, leaseMs: 1000 });
+      expect(again.map((c) => [c.message.id, c.attempts])).toEqual([['b', 0]]);
+      expect(again[0]?.message.payload).toEqual({ n: 'b' });
+      await store.complete('q', 'w1', ['b']);
+      expect(await store.queueStats('q')).toEqual({ ready: 0, scheduled: 0, leased: 2 });
+    });
+
+    it('enqueues leased within the dedupe window, and releases leased items at once', async () => {
+      const first = await store.enqueueLeased('q', 'w1', [{ message: msg('a') }], { leaseMs: 60_000, dedupeTtlMs: 10_000 });
+      expect(first.insertedFlags).toEqual([true]);
+      await store.complete('q', 'w1', ['a']);
+      const again = await store.enqueueLeased('q', 'w1', [{ message: msg('a') }, { message: msg('c') }], { leaseMs: 60_000, dedupeTtlMs: 10_000 });
+      expect(again.insertedFlags).toEqual([false, true]);
+      expect((await store.enqueue('q', [{ message: msg('c') }], { dedupeTtlMs: 10_000 })).inserted).toBe(0);
+      await store.release('q', 'w1', ['c']);
+      expect((await store.claim('q', 'w2', { limit: 10, leaseMs: 1000 })).map((c) => c.message.id)).toEqual(['c']);
+    });
+
     it('keeps queues apart', async () => {
       await store.enqueue('q1', [{ message: msg('a') }]);
       await store.enqueue('q2', [{ message: msg('a') }]);

@@ -23,6 +23,13 @@ export interface Store {
    * after the queue, in the same transaction. Resolves once durable.
    */
   enqueue(queue: string, items: readonly EnqueueItem[], options?: EnqueueOptions): Promise<EnqueueResult>;
+  /**
+   * Adds messages as `enqueue` does, each one already leased to `owner` for `leaseMs` (as if
+   * `owner` had claimed it in the same transaction): a writer that delivers what it wrote
+   * skips the claim. Another claimer gets them only once the lease expired (a crash of the
+   * writer); `insertedFlags` says which ones `owner` now holds. Resolves once durable.
+   */
+  enqueueLeased(queue: string, owner: string, items: readonly LeasedEnqueueItem[], options: LeasedEnqueueOptions): Promise<EnqueueResult>;
   /** Leases up to `limit` ready messages (available_at <= now, no live lease), oldest first. */
   claim(queue: string, owner: string, options: ClaimOptions): Promise<QueueItem[]>;
   /** Done: removes the messages (only if `owner` still holds their lease). */
@@ -138,6 +145,15 @@ export interface EnqueueItem {
 export interface EnqueueOptions {
   /** Remember ids this long and refuse them as duplicates meanwhile. */
   readonly dedupeTtlMs?: number;
+}
+
+export interface LeasedEnqueueItem {
+  readonly message: StoredMessage;
+}
+
+export interface LeasedEnqueueOptions extends EnqueueOptions {
+  /** How long the writer holds the new messages. */
+  readonly leaseMs: number;
 }
 
 export interface EnqueueResult {

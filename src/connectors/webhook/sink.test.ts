@@ -135,6 +135,56 @@ describe('webhook sink', () => {
     expect((await store.listDeliveryAttempts({ outbox: sink.queue })).filter((a) => a.outcome === 'delivered')).toHaveLength(6);
   });
 
+  it('a write hands its messages to the delivery worker leased: no other worker claims them, a crash returns them after the lease, never sent twice', async () => {
+    const clock = new FakeClock(Date.now());
+    const { sink, receiver, store } = await setup(clock, { concurrency: 1, timeout: '30s' });
+    receiver.answer = () => 'hang';
+    await sink.write(Array.from({ length: 4 }, (_, i) => msg(`evt_h${i}`)));
+    await until(() => receiver.received.length === 1, 'the first delivery, hanging');
+    // written leased to the sink: one in flight, three held for it, none ready for anyone else
+    expect(await store.queueStats(sink.queue)).toEqual({ ready: 0, scheduled: 0, leased: 4 });
+    expect(await store.claim(sink.queue, 'other-worker', { limit: 10, leaseMs: 600_000 })).toEqual([]);
+    // the sink stalls past every lease (as a crashed one would): the outbox gives them to another worker
+    clock.set(clock.now() + 2 * 30_000 + 10_000 + 1);
+    const taken = await store.claim(sink.queue, 'other-worker', { limit: 10, leaseMs: 600_000 });
+    expect(taken.map((t) => [t.message.id, t.attempts])).toEqual([0, 1, 2, 3].map((i) => [`evt_h${i}`, 0]));
+    // the stalled sink wakes up (its request fails): it sends none of the held ones, now another's
+    await receiver.close();
+    await until(async () => (await store.listDeliveryAttempts({ outbox: sink.queue })).length === 1, 'the failed attempt recorded');
+    await sink.idle();
+    await new Promise((r) => setTimeout(r, 50));
+    await sink.idle();
+    expect((await store.listDeliveryAttempts({ outbox: sink.queue })).map((a) => a.messageId)).toEqual(['evt_h0']);
+    expect(receiver.received).toHaveLength(1);
+    expect(await store.queueStats(sink.queue)).toEqual({ ready: 0, scheduled: 0, leased: 4 });
+  });
+
+  it('a held message whose lease could run out during its attempt is renewed before it is sent', async () => {
+    const clock = new FakeClock(Date.now());
+    const { sink, receiver, store } = await setup(clock, { concurrency: 1, timeout: '1s', schedule: ['0s', '1h'] });
+    receiver.answer = () => 'hang';
+    const written = clock.now();
+    await sink.write([msg('evt_l0'), msg('evt_l1')]);
+    await until(() => receiver.received.length === 1, 'the first delivery, hanging');
+    clock.set(written + 5_000); // evt_l1 is held with 7 s of its 12 s lease left: less than an attempt needs
+    await until(() => receiver.received.length === 2, 'the held one sent once the first timed out');
+    clock.set(written + 13_000); // past the lease it was written with
+    expect(await store.claim(sink.queue, 'other-worker', { limit: 10, leaseMs: 60_000 })).toEqual([]);
+  });
+
+  it('a retry due in the outbox is sent before messages written later and held for the worker', async () => {
+    const clock = new FakeClock(Date.now());
+    const { sink, receiver, store } = await setup(clock, { concurrency: 1, timeout: '1s', schedule: ['0s', '1s', '1s'] });
+    receiver.answer = (_r, i) => (i === 0 ? { status: 500 } : i === 1 ? 'hang' : { status: 204 });
+    await sink.write([msg('evt_r0')]);
+    await until(async () => (await store.listDeliveryAttempts({ outbox: sink.queue })).length === 1, 'the first attempt failed');
+    await sink.write(['evt_h0', 'evt_h1', 'evt_h2'].map((id) => msg(id)));
+    await until(() => receiver.received.length === 2, 'the next delivery, hanging');
+    clock.set(clock.now() + 2_000); // the retry of evt_r0 is due; evt_h1 and evt_h2 wait held
+    await until(() => receiver.received.length === 5, 'the retry and the held ones, once the hanging one timed out');
+    expect(receiver.received.map((r) => r.headers['webhook-id'])).toEqual(['evt_r0', 'evt_h0', 'evt_r0', 'evt_h1', 'evt_h2']);
+  });
+
   it('schedule: fails the first 4 attempts, delivers exactly once at the 5th, at the scheduled times', async () => {
     const clock = new FakeClock(Date.now());
     const { sink, receiver, store } = await setup(clock);

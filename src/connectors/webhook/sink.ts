@@ -3,7 +3,7 @@ import type * as Undici from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Clock } from '../../core/clock.js';
 import type { ComponentContext, ComponentStore, Sink, SinkContext } from '../../core/component.js';
-import type { DeliveryAttemptInput, DurableQueueItem, DurableStore } from '../../core/durable.js';
+import type { DeliveryAttemptInput, DeliveryOutcome, DurableQueueItem, DurableStore } from '../../core/durable.js';
 import { IxError, errorMessage } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { toStored, type Message, type StoredMessage } from '../../core/message.js';
@@ -92,6 +92,9 @@ interface AttemptResult {
   latencyMs: number;
 }
 
+/** What an attempt record says before the attempt ran. */
+type AttemptBase = Pick<DeliveryAttemptInput, 'flow' | 'outbox' | 'messageId' | 'attempt' | 'url' | 'at'>;
+
 interface FifoBlock {
   /** The message holding the key. */
   readonly id: string;
@@ -99,12 +102,30 @@ interface FifoBlock {
   readonly until: number;
 }
 
-/** How long a settle nobody waits on may wait for others to share its commit (real ms). */
-const LAZY_SETTLE_MS = 2;
-/** A group this large commits at once. */
-const LAZY_GROUP = 64;
+/** A queue item whose lease this sink holds, not started yet (written or claimed ahead). */
+interface Held {
+  readonly item: DurableQueueItem;
+  /** When the lease runs out (this sink's clock; the store's own expiry is no earlier). */
+  until: number;
+  /** The request body, made when it was written (absent when claimed). */
+  readonly body?: Buffer;
+}
 
-/** Waits for a batch of store writes to be flushed together (group commit). */
+/**
+ * What a write hands straight to the delivery worker at most (count, body bytes); beyond it
+ * a write goes to the outbox unleased and is claimed when there is room.
+ */
+const HOLD_MAX = 20_000;
+const HOLD_MAX_BYTES = 16 * 1024 * 1024;
+/** While held items wait, the outbox is still claimed this often, so due retries are not starved. */
+const OUTBOX_CLAIM_EVERY_MS = 500;
+
+/** How long a settle nobody waits on may wait for others to share its commit (real ms). */
+const LAZY_SETTLE_MS = 20;
+/** A group this large commits at once. */
+const LAZY_GROUP = 256;
+
+/** Flushes attempt records and completions in groups, one commit each (group commit). */
 class Settler {
   private completes: string[] = [];
   private attempts: DeliveryAttemptInput[] = [];
@@ -116,9 +137,19 @@ class Settler {
     private readonly store: DurableStore,
     private readonly queue: string,
     private readonly owner: string,
-    /** Nobody waits on a settle to free a delivery slot (no FIFO): groups may wait a little. */
-    private readonly lazy = false,
+    /** Told when a group that nobody waits on could not be committed. */
+    private readonly onLost: (err: unknown) => void,
   ) {}
+
+  /**
+   * A delivery nobody waits on (no FIFO: the slot is free once the receiver answered): its
+   * record and completion commit with the next group, which waits a little for company.
+   */
+  deliveredLater(id: string, attempt: DeliveryAttemptInput): void {
+    this.completes.push(id);
+    this.attempts.push(attempt);
+    this.flushing ??= this.flush();
+  }
 
   delivered(id: string, attempt: DeliveryAttemptInput): Promise<void> {
     this.completes.push(id);
@@ -131,20 +162,30 @@ class Settler {
     return this.wait();
   }
 
+  /** Resolves once everything handed over so far is committed (or failed). */
+  settled(): Promise<void> {
+    return this.flushing ?? Promise.resolve();
+  }
+
+  get busy(): boolean {
+    return this.flushing !== undefined;
+  }
+
   private wait(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.waiters.push(resolve);
       this.failers.push(reject);
-      if (!this.flushing) this.flushing = this.flush();
+      this.flushing ??= this.flush();
     });
   }
 
   private async flush(): Promise<void> {
     try {
-      while (this.waiters.length > 0) {
-        // Deliveries that do not wait for their settle (no FIFO) group over a couple of ms:
-        // fewer, larger commits. A waited-for settle (FIFO) goes with the next turn.
-        if (this.lazy && this.waiters.length < LAZY_GROUP) await new Promise<void>((r) => setTimeout(r, LAZY_SETTLE_MS));
+      // every settle records an attempt
+      while (this.attempts.length > 0) {
+        // Without a waiter the group waits a little: fewer, larger commits. A waited-for
+        // settle (FIFO, a retry) goes with the next turn.
+        if (this.waiters.length === 0 && this.attempts.length < LAZY_GROUP) await new Promise<void>((r) => setTimeout(r, LAZY_SETTLE_MS));
         else await new Promise<void>((r) => setImmediate(r));
         const completes = this.completes;
         const attempts = this.attempts;
@@ -160,6 +201,7 @@ class Settler {
           for (const w of waiters) w();
         } catch (err) {
           for (const f of failers) f(err);
+          if (attempts.length > waiters.length) this.onLost(err);
         }
       }
     } finally {
@@ -187,21 +229,29 @@ export class WebhookSink implements Sink {
   private readonly limiter: RateLimiter | undefined;
   private readonly settler: Settler;
   private readonly inFlight = new Set<Promise<void>>();
-  private readonly settles = new Set<Promise<void>>();
-  /** Claimed with the last claim, not started yet (no FIFO, breaker closed). */
-  private prefetched: DurableQueueItem[] = [];
+  /** Resolved when an in-flight delivery ends, or the sink stops (made on demand). */
+  private slotFreed: { readonly promise: Promise<void>; readonly resolve: () => void } | undefined;
+  /** Leased to this sink and not started yet: written by `write`, or claimed ahead (no FIFO, breaker closed). */
+  private prefetched: Held[] = [];
+  /** Body bytes of `prefetched`. */
+  private heldBytes = 0;
+  /** When the outbox is next claimed while held items are waiting. */
+  private nextOutboxClaimAt = 0;
   private readonly requests = new Set<AttemptAbort>();
   /** Attempt deadlines: one timer for all in-flight attempts, not a timer per attempt. */
   private readonly deadlines: Deadlines;
   private readonly stop = new AbortController();
   private wakeController = new AbortController();
-  private stoppedPromise: Promise<void> | undefined;
   private disabled: { at: number } | undefined;
   private fifoBlocks = new Map<string, FifoBlock>();
   private readonly loop: Promise<void>;
   /** When the attempt history is next purged (at start, then every `purgeEvery`). */
   private nextPurgeAt = 0;
   private readonly random: () => number;
+  /** The endpoint's parts, taken apart once (not per delivery). */
+  private readonly href: string;
+  private readonly origin: string;
+  private readonly path: string;
   /** Counts by outcome since start (for metrics and tests). */
   readonly counts = { delivered: 0, retried: 0, deadLettered: 0, deduplicated: 0 };
 
@@ -218,6 +268,9 @@ export class WebhookSink implements Sink {
     this.queue = `outbox:${ctx.flow}:${ctx.name}`;
     this.owner = `${this.queue}:${process.pid}:${randomBytes(4).toString('hex')}`;
     this.random = options.random ?? Math.random;
+    this.href = s.url.href;
+    this.origin = s.url.origin;
+    this.path = `${s.url.pathname}${s.url.search}`;
     this.dispatcher = new (undici().Agent)({
       connect: { lookup: s.guard.lookup, timeout: s.timeoutMs },
       connections: Math.max(s.concurrency, 1),
@@ -228,7 +281,9 @@ export class WebhookSink implements Sink {
     this.deadlines = new Deadlines(s.timeoutMs, () => new Error(`timed out after ${s.timeoutMs} ms`));
     this.breaker = new CircuitBreaker(ctx.clock, s.breaker.failures, s.breaker.halfOpenAfterMs);
     this.limiter = s.rateLimit ? new RateLimiter(ctx.clock, s.rateLimit) : undefined;
-    this.settler = new Settler(this.store, this.queue, this.owner, !s.fifo);
+    this.settler = new Settler(this.store, this.queue, this.owner, (err) =>
+      this.logger.warn({ err: errorMessage(err) }, 'recording a delivery failed; its lease will expire and it is sent again'),
+    );
     this.loop = this.run(options.pollMs ?? 1000);
   }
 
@@ -247,8 +302,27 @@ export class WebhookSink implements Sink {
     return this.s.timeoutMs + 10_000;
   }
 
+  /** The lease of an item held before it starts: it starts within one attempt's timeout, or its lease is renewed. */
+  private get aheadLeaseMs(): number {
+    return this.leaseMs + this.s.timeoutMs;
+  }
+
+  /** Whether a write may hand its messages straight to the delivery worker. */
+  private canHandOff(): boolean {
+    return (
+      !this.s.fifo &&
+      (this.s.scheduleMs[0] ?? 0) <= 0 &&
+      this.disabled === undefined &&
+      !this.stop.signal.aborted &&
+      this.breaker.state() === 'closed' &&
+      this.prefetched.length < HOLD_MAX &&
+      this.heldBytes < HOLD_MAX_BYTES
+    );
+  }
+
   async write(batch: Message[], _ctx?: SinkContext): Promise<void> {
     if (batch.length === 0) return;
+    if (this.canHandOff()) return this.writeLeased(batch);
     const first = this.s.scheduleMs[0] ?? 0;
     const availableAt = first > 0 ? this.clock.now() + first : undefined;
     // One durable transaction: the outbox entry, and the id remembered for the dedupe window,
@@ -262,22 +336,54 @@ export class WebhookSink implements Sink {
     if (r.inserted > 0) this.wake();
   }
 
+  /**
+   * The durable enqueue with the messages leased to this sink in the same commit, kept for the
+   * delivery worker: no claim. A crash returns them to the outbox once the lease expires; no
+   * other worker can claim them before that.
+   */
+  private async writeLeased(batch: Message[]): Promise<void> {
+    const stored = batch.map(toStored);
+    const now = this.clock.now();
+    const r = await this.store.enqueueLeased(
+      this.queue,
+      this.owner,
+      stored.map((message) => ({ message })),
+      { leaseMs: this.aheadLeaseMs, dedupeTtlMs: this.s.dedupeWindowMs },
+    );
+    this.counts.deduplicated += batch.length - r.inserted;
+    if (r.inserted === 0) return;
+    const held = stored.filter((_, i) => r.insertedFlags[i] === true);
+    if (this.stop.signal.aborted) {
+      // closed meanwhile: give them back rather than leave them leased until the expiry
+      await this.store.release(this.queue, this.owner, held.map((m) => m.id));
+      return;
+    }
+    const until = now + this.aheadLeaseMs;
+    for (const message of held) {
+      const body = requestBody(message);
+      this.heldBytes += body.length;
+      this.prefetched.push({ item: { queue: this.queue, message, attempts: 0, enqueuedAt: now }, until, body });
+    }
+    this.wake();
+  }
+
   /** Stops the worker; in-flight attempts are abandoned and their messages released (not counted). */
   async close(): Promise<void> {
     if (this.stop.signal.aborted) return;
     this.stop.abort();
     this.wakeController.abort();
+    this.freeSlot();
     for (const c of this.requests) c.abort();
     await this.loop;
     await Promise.allSettled([...this.inFlight]);
     if (this.prefetched.length > 0) await this.releasePrefetched().catch(() => undefined); // the lease would expire anyway
-    await Promise.allSettled([...this.settles]);
+    await this.settler.settled();
     await this.dispatcher.close();
   }
 
   /** Resolves once nothing is in flight (tests). */
   async idle(): Promise<void> {
-    while (this.inFlight.size > 0 || this.settles.size > 0) await Promise.allSettled([...this.inFlight, ...this.settles]);
+    while (this.inFlight.size > 0 || this.settler.busy) await Promise.allSettled([...this.inFlight, this.settler.settled()]);
   }
 
   private wake(): void {
@@ -333,20 +439,32 @@ export class WebhookSink implements Sink {
     const room = state === 'half-open' ? (this.inFlight.size === 0 ? 1 : 0) : this.s.concurrency - this.inFlight.size;
     // Claim in batches: while deliveries are in flight, wait until half of the slots are free.
     if (room <= 0 || (this.inFlight.size > 0 && room < Math.ceil(this.s.concurrency / 2))) {
-      await Promise.race([...this.inFlight, this.stopped()]);
+      await this.freed();
       return;
     }
-    let items: DurableQueueItem[];
-    if (this.prefetched.length > 0) items = this.prefetched.splice(0, room);
-    else if (state === 'closed' && !this.s.fifo) {
+    let items: Held[];
+    const now = this.clock.now();
+    if (this.prefetched.length > 0) {
+      // Held items first; now and then the outbox too (retries come due there, and what a
+      // write did not hold), then the held items fill what it left free.
+      items = [];
+      if (now >= this.nextOutboxClaimAt) {
+        items = (await this.store.claim(this.queue, this.owner, { limit: room, leaseMs: this.leaseMs })).map((item) => ({ item, until: now + this.leaseMs }));
+        if (items.length < room) this.nextOutboxClaimAt = now + OUTBOX_CLAIM_EVERY_MS;
+      }
+      if (items.length < room) items.push(...(await this.takeHeld(room - items.length)));
+    } else if (state === 'closed' && !this.s.fifo) {
       // One claim fills the free slots and as many again, kept for the next free slots: half
       // the claims. A kept item starts within one attempt's timeout, so its lease covers two.
-      items = await this.store.claim(this.queue, this.owner, { limit: room + this.s.concurrency, leaseMs: this.leaseMs + this.s.timeoutMs });
+      const until = now + this.aheadLeaseMs;
+      items = (await this.store.claim(this.queue, this.owner, { limit: room + this.s.concurrency, leaseMs: this.aheadLeaseMs })).map((item) => ({ item, until }));
       this.prefetched = items.splice(room);
-    } else items = await this.store.claim(this.queue, this.owner, { limit: room, leaseMs: this.leaseMs });
+      this.nextOutboxClaimAt = now + OUTBOX_CLAIM_EVERY_MS;
+    } else items = (await this.store.claim(this.queue, this.owner, { limit: room, leaseMs: this.leaseMs })).map((item) => ({ item, until: now + this.leaseMs }));
     if (items.length === 0) {
+      if (this.prefetched.length > 0) return;
       if (this.inFlight.size > 0) {
-        await Promise.race([...this.inFlight, this.woken(), this.stopped()]);
+        await Promise.race([this.freed(), this.woken()]);
         return;
       }
       const next = await this.store.nextAvailableAt(this.queue);
@@ -355,18 +473,52 @@ export class WebhookSink implements Sink {
       return;
     }
     if (state === 'half-open' && !this.breaker.tryTrial()) {
-      await this.store.release(this.queue, this.owner, items.map((i) => i.message.id));
+      await this.store.release(this.queue, this.owner, items.map((i) => i.item.message.id));
       return;
     }
     for (const chain of this.chains(items)) this.track(this.runChain(chain));
   }
 
-  private stopped(): Promise<void> {
-    this.stoppedPromise ??= new Promise<void>((r) => {
-      if (this.stop.signal.aborted) r();
-      else this.stop.signal.addEventListener('abort', () => r(), { once: true });
-    });
-    return this.stoppedPromise;
+  /**
+   * Up to `n` held items to start now. One whose lease could run out during its attempt is
+   * renewed first (with every held item near that point, in one statement); one whose lease
+   * is lost is dropped: whoever holds it now sends it.
+   */
+  private async takeHeld(n: number): Promise<Held[]> {
+    const taken = this.prefetched.splice(0, n);
+    for (const h of taken) if (h.body) this.heldBytes -= h.body.length;
+    const now = this.clock.now();
+    if (taken.every((h) => h.until - now >= this.leaseMs)) return taken;
+    const due = [...taken, ...this.prefetched].filter((h) => h.until - now < this.leaseMs * 2);
+    const held = new Set(await this.store.extendLease(this.queue, this.owner, due.map((h) => h.item.message.id), this.aheadLeaseMs));
+    const lost = new Set<Held>();
+    for (const h of due) {
+      if (held.has(h.item.message.id)) h.until = now + this.aheadLeaseMs;
+      else lost.add(h);
+    }
+    if (lost.size > 0) {
+      this.logger.warn({ lost: lost.size }, 'leases of held webhook deliveries ran out before they started; left to their new holder');
+      this.prefetched = this.prefetched.filter((h) => !lost.has(h));
+      this.heldBytes = this.prefetched.reduce((sum, h) => sum + (h.body?.length ?? 0), 0);
+    }
+    return taken.filter((h) => !lost.has(h));
+  }
+
+  /** Resolves when a delivery slot is freed or the sink stops: one promise for every waiter, not a race over the in-flight set. */
+  private freed(): Promise<void> {
+    if (this.stop.signal.aborted) return Promise.resolve();
+    if (!this.slotFreed) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.slotFreed = { promise, resolve };
+    }
+    return this.slotFreed.promise;
+  }
+
+  private freeSlot(): void {
+    const f = this.slotFreed;
+    this.slotFreed = undefined;
+    f?.resolve();
   }
 
   private woken(): Promise<void> {
@@ -379,29 +531,27 @@ export class WebhookSink implements Sink {
 
   /** Gives claimed items not started yet back to the outbox (breaker not closed, stopping). */
   private async releasePrefetched(): Promise<void> {
-    const ids = this.prefetched.map((i) => i.message.id);
+    const ids = this.prefetched.map((h) => h.item.message.id);
     this.prefetched = [];
+    this.heldBytes = 0;
     await this.store.release(this.queue, this.owner, ids);
   }
 
-  /** A settle that runs after its delivery slot was freed; close() and idle() wait for it. */
-  private settling(p: Promise<void>): void {
-    const t = p.catch((err: unknown) => this.logger.warn({ err: errorMessage(err) }, 'recording a delivery failed; its lease will expire and it is sent again')).finally(() => this.settles.delete(t));
-    this.settles.add(t);
-  }
-
   private track(p: Promise<void>): void {
-    const t = p.catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'webhook delivery failed unexpectedly')).finally(() => this.inFlight.delete(t));
+    const t = p.catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'webhook delivery failed unexpectedly')).finally(() => {
+        this.inFlight.delete(t);
+        this.freeSlot();
+      });
     this.inFlight.add(t);
   }
 
   /** Without FIFO each message is its own chain; with FIFO, messages of one key run in order. */
-  private chains(items: DurableQueueItem[]): DurableQueueItem[][] {
+  private chains(items: Held[]): Held[][] {
     if (!this.s.fifo) return items.map((i) => [i]);
-    const byKey = new Map<string, DurableQueueItem[]>();
-    const out: DurableQueueItem[][] = [];
+    const byKey = new Map<string, Held[]>();
+    const out: Held[][] = [];
     for (const item of items) {
-      const key = item.message.key;
+      const key = item.item.message.key;
       if (key === undefined) {
         out.push([item]);
         continue;
@@ -417,23 +567,24 @@ export class WebhookSink implements Sink {
     return out;
   }
 
-  private async runChain(chain: DurableQueueItem[]): Promise<void> {
+  private async runChain(chain: Held[]): Promise<void> {
     for (let i = 0; i < chain.length; i++) {
-      const item = chain[i] as DurableQueueItem;
+      const held = chain[i] as Held;
+      const item = held.item;
       const key = item.message.key;
       const block = this.s.fifo && key !== undefined ? this.fifoBlocks.get(key) : undefined;
       if (block && block.id !== item.message.id) {
         // An earlier message of this key waits for a retry: this one waits behind it.
         for (const later of chain.slice(i)) {
-          await this.store.retry(this.queue, this.owner, later.message.id, { availableAt: block.until + 1, countAttempt: false });
+          await this.store.retry(this.queue, this.owner, later.item.message.id, { availableAt: block.until + 1, countAttempt: false });
         }
         return;
       }
-      const ok = await this.deliver(item);
+      const ok = await this.deliver(item, held.body);
       if (!ok && this.s.fifo && key !== undefined && this.fifoBlocks.has(key)) {
         const b = this.fifoBlocks.get(key) as FifoBlock;
         for (const later of chain.slice(i + 1)) {
-          await this.store.retry(this.queue, this.owner, later.message.id, { availableAt: b.until + 1, countAttempt: false });
+          await this.store.retry(this.queue, this.owner, later.item.message.id, { availableAt: b.until + 1, countAttempt: false });
         }
         return;
       }
@@ -447,7 +598,7 @@ export class WebhookSink implements Sink {
   }
 
   /** One attempt; true when delivered. */
-  private async deliver(item: DurableQueueItem): Promise<boolean> {
+  private async deliver(item: DurableQueueItem, body: Buffer | undefined): Promise<boolean> {
     const msg = item.message;
     const attempt = item.attempts + 1;
     if (this.limiter) await this.limiter.take(this.stop.signal).catch(() => undefined);
@@ -456,7 +607,7 @@ export class WebhookSink implements Sink {
       return false;
     }
     const at = this.clock.now();
-    const base = { flow: this.flow, outbox: this.queue, messageId: msg.id, attempt, url: this.s.url.href, at };
+    const base: AttemptBase = { flow: this.flow, outbox: this.queue, messageId: msg.id, attempt, url: this.href, at };
     if (this.disabled) {
       const reason = new IxError('IX_WEBHOOK_DISABLED', { url: this.s.url.origin, at: new Date(this.disabled.at).toISOString() }).message;
       await this.deadLetter(item, reason, attempt - 1);
@@ -464,34 +615,26 @@ export class WebhookSink implements Sink {
       return false;
     }
 
-    const r = await this.attempt(msg);
+    const r = await this.attempt(msg, body ?? requestBody(msg));
     if (r === undefined) {
       // stopping: abandoned, not counted
       await this.store.release(this.queue, this.owner, [msg.id]);
       return false;
     }
     const status = r.status;
-    const common = {
-      ...base,
-      latencyMs: r.latencyMs,
-      ...(status !== undefined ? { status } : {}),
-      ...(r.excerpt !== undefined ? { responseExcerpt: r.excerpt } : {}),
-      ...(r.error !== undefined ? { error: r.error } : {}),
-    };
 
     if (status !== undefined && status >= 200 && status < 300) {
       this.breaker.success();
       this.counts.delivered++;
-      const settled = this.settler.delivered(msg.id, { ...common, outcome: 'delivered' });
       if (!this.s.fifo) {
         // The slot is free once the receiver answered: the record and the completion commit
         // with the next group (the lease holds the item meanwhile; a crash before that commit
         // means a redelivery, at-least-once). Under FIFO the next of a key waits for it.
-        this.settling(settled);
+        this.settler.deliveredLater(msg.id, attemptRecord(base, r, 'delivered'));
         return true;
       }
-      await settled;
-      if (this.s.fifo && msg.key !== undefined && this.fifoBlocks.get(msg.key)?.id === msg.id) await this.setFifoBlock(msg.key, undefined);
+      await this.settler.delivered(msg.id, attemptRecord(base, r, 'delivered'));
+      if (msg.key !== undefined && this.fifoBlocks.get(msg.key)?.id === msg.id) await this.setFifoBlock(msg.key, undefined);
       return true;
     }
 
@@ -501,7 +644,7 @@ export class WebhookSink implements Sink {
       await this.store.setCheckpoint(`${this.queue}:disabled:${this.s.url.href}`, JSON.stringify(this.disabled));
       this.logger.warn({ url: this.s.url.origin }, 'endpoint answered 410 Gone: disabled; its deliveries are dead-lettered');
       await this.deadLetter(item, `endpoint answered 410 Gone and is disabled`, attempt);
-      await this.settler.record({ ...common, outcome: 'disabled' });
+      await this.settler.record(attemptRecord(base, r, 'disabled'));
       return false;
     }
     if (status === undefined || status >= 500 || status === 429 || status === 408) this.breaker.failure();
@@ -510,14 +653,14 @@ export class WebhookSink implements Sink {
     const delay = r.permanent ? undefined : scheduledDelay(this.s.scheduleMs, attempt, this.s.jitter, this.random);
     if (delay === undefined) {
       await this.deadLetter(item, r.permanent ? reason : `gave up after ${attempt} attempts; last: ${reason}`, attempt);
-      await this.settler.record({ ...common, outcome: 'dead-letter' });
+      await this.settler.record(attemptRecord(base, r, 'dead-letter'));
       return false;
     }
     let wait = delay;
     if (status !== undefined && RETRY_AFTER_STATUSES.has(status) && r.retryAfterMs !== undefined) wait = Math.min(r.retryAfterMs, this.s.maxRetryAfterMs);
     const nextAt = this.clock.now() + wait;
     this.counts.retried++;
-    await this.settler.record({ ...common, outcome: 'retry', nextAt });
+    await this.settler.record(attemptRecord(base, r, 'retry', nextAt));
     await this.store.retry(this.queue, this.owner, msg.id, { availableAt: nextAt, error: reason });
     if (this.s.fifo && msg.key !== undefined) await this.setFifoBlock(msg.key, { id: msg.id, until: nextAt });
     return false;
@@ -533,8 +676,7 @@ export class WebhookSink implements Sink {
   }
 
   /** Sends one signed request; undefined when abandoned because the sink is stopping. */
-  private async attempt(msg: StoredMessage): Promise<AttemptResult | undefined> {
-    const body = Buffer.from(typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload ?? null));
+  private async attempt(msg: StoredMessage, body: Buffer): Promise<AttemptResult | undefined> {
     const headers: Record<string, string> = {
       'content-type': typeof msg.payload === 'string' ? 'text/plain; charset=utf-8' : 'application/json',
       'user-agent': 'Interchange-Webhooks/1',
@@ -545,7 +687,7 @@ export class WebhookSink implements Sink {
     this.requests.add(controller);
     const started = performance.now();
     try {
-      const res = await undici().request(this.s.url, { method: this.s.method, headers, body, dispatcher: this.dispatcher, signal: controller });
+      const res = await this.dispatcher.request({ origin: this.origin, path: this.path, method: this.s.method, headers, body, signal: controller });
       const excerpt = await readExcerpt(res, this.s.excerptBytes);
       const out: AttemptResult = { status: res.statusCode, latencyMs: performance.now() - started };
       if (excerpt !== '') out.excerpt = excerpt;
@@ -567,6 +709,32 @@ export class WebhookSink implements Sink {
       this.requests.delete(controller);
     }
   }
+}
+
+/**
+ * The record of an attempt that ran: one literal of one shape (the store takes an undefined
+ * field as absent), no spreads or added fields on the path every delivery takes.
+ */
+function attemptRecord(base: AttemptBase, r: AttemptResult, outcome: DeliveryOutcome, nextAt?: number): DeliveryAttemptInput {
+  return {
+    flow: base.flow,
+    outbox: base.outbox,
+    messageId: base.messageId,
+    attempt: base.attempt,
+    url: base.url,
+    at: base.at,
+    latencyMs: r.latencyMs,
+    status: r.status,
+    responseExcerpt: r.excerpt,
+    error: r.error,
+    outcome,
+    nextAt,
+  };
+}
+
+/** What a delivery sends: a string payload as it is, anything else as JSON. */
+function requestBody(msg: StoredMessage): Buffer {
+  return Buffer.from(typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload ?? null));
 }
 
 async function readExcerpt(res: Dispatcher.ResponseData, limit: number): Promise<string> {

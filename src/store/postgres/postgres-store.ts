@@ -14,6 +14,8 @@ import type {
   DeliveryAttemptInput,
   EnqueueItem,
   EnqueueOptions,
+  LeasedEnqueueItem,
+  LeasedEnqueueOptions,
   EnqueueResult,
   QueueItem,
   QueueStats,
@@ -125,6 +127,17 @@ export class PostgresStore implements Store {
     const flags = items.map((i) => fresh.delete(i.message.id));
     const inserted = rows.length;
     return { inserted, duplicates: items.length - inserted, insertedFlags: flags };
+  }
+
+  async enqueueLeased(queue: string, owner: string, items: readonly LeasedEnqueueItem[], options: LeasedEnqueueOptions): Promise<EnqueueResult> {
+    if (items.length === 0) return { inserted: 0, duplicates: 0, insertedFlags: [] };
+    const now = this.clock.now();
+    const params: unknown[] = [queue, items.map((i) => i.message.id), items.map((i) => JSON.stringify(i.message)), now + options.leaseMs, now, owner];
+    const ttl = options.dedupeTtlMs;
+    const rows = ttl === undefined ? await this.query(Q.enqueueItemsLeased, params) : await this.query(Q.enqueueItemsLeasedDeduped, [...params, now + ttl]);
+    const held = new Set(rows.map((r) => r['id'] as string));
+    const flags = items.map((i) => held.delete(i.message.id));
+    return { inserted: rows.length, duplicates: items.length - rows.length, insertedFlags: flags };
   }
 
   async claim(queue: string, owner: string, options: ClaimOptions): Promise<QueueItem[]> {

@@ -59,6 +59,35 @@ export const enqueueItemsDeduped = q(
    SELECT id, CASE WHEN available_at <= $5 THEN pg_notify($6, $1) END AS woke FROM ins`,
 );
 
+/** The insert of the leased enqueues, from `items` (id, message, ord) filtered by `where`. */
+const insertLeased = (where: string): string =>
+  `INSERT INTO queue_items (queue, id, message, available_at, enqueued_at, lease_owner)
+   SELECT $1, t.id, t.message, $4, $5, $6
+     FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(id, message, ord)
+    ${where}
+    ORDER BY t.ord
+   ON CONFLICT (queue, id) DO NOTHING
+   RETURNING id`;
+
+/**
+ * Like `enqueueItems`, and the rows are written leased: $1 queue, $2 ids, $3 messages, $4 lease
+ * expiry (their available_at, as `claimItems` writes it), $5 now, $6 owner. Nobody else can
+ * claim them before the expiry, so no listener is woken.
+ */
+export const enqueueItemsLeased = q('enqueue_leased', insertLeased(''));
+
+/** `enqueueItemsLeased` with the dedupe window of `enqueueItemsDeduped`: $7 window expiry. */
+export const enqueueItemsLeasedDeduped = q(
+  'enqueue_leased_dedupe',
+  `WITH fresh AS (
+     INSERT INTO idempotency_keys (scope, key, expires_at)
+     SELECT $1, d.id, $7 FROM (SELECT DISTINCT id FROM unnest($2::text[]) AS u(id)) AS d ORDER BY d.id
+     ON CONFLICT (scope, key) DO UPDATE SET expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= $5
+     RETURNING key
+   )
+   ${insertLeased('WHERE t.id IN (SELECT key FROM fresh)')}`,
+);
+
 /**
  * $1 queue, $2 now, $3 limit, $4 owner, $5 lease expiry. Takes the oldest ready rows that no
  * other transaction is claiming (`FOR UPDATE SKIP LOCKED`: claimers never wait on each

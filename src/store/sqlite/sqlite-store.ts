@@ -16,6 +16,8 @@ import type {
   EnqueueItem,
   EnqueueOptions,
   EnqueueResult,
+  LeasedEnqueueItem,
+  LeasedEnqueueOptions,
   QueueItem,
   QueueStats,
   RateLimit,
@@ -87,6 +89,9 @@ export class SqliteStore implements Store {
     return {
       insert: db.prepare(
         'INSERT OR IGNORE INTO queue_items (queue, id, message, available_at, enqueued_at) VALUES (?, ?, ?, ?, ?)',
+      ),
+      insertLeased: db.prepare(
+        'INSERT OR IGNORE INTO queue_items (queue, id, message, available_at, enqueued_at, lease_owner) VALUES (?, ?, ?, ?, ?, ?)',
       ),
       claim: db.prepare(
         `UPDATE queue_items SET lease_owner = ?, available_at = ?
@@ -188,6 +193,22 @@ export class SqliteStore implements Store {
       }
     });
     return Promise.resolve({ inserted, duplicates: items.length - inserted, insertedFlags: flags });
+  }
+
+  async enqueueLeased(queue: string, owner: string, items: readonly LeasedEnqueueItem[], options: LeasedEnqueueOptions): Promise<EnqueueResult> {
+    const now = this.clock.now();
+    // a leased row is one whose available_at is its lease expiry (as `claim` writes it)
+    const until = now + options.leaseMs;
+    const ttl = options.dedupeTtlMs;
+    const flags = await this.durableTx(() =>
+      items.map((item) => {
+        const id = item.message.id;
+        if (ttl !== undefined && this.stmts.remember.get(queue, id, now + ttl, now) === undefined) return false;
+        return this.stmts.insertLeased.run(queue, id, JSON.stringify(item.message), until, now, owner).changes > 0;
+      }),
+    );
+    const inserted = flags.filter(Boolean).length;
+    return { inserted, duplicates: items.length - inserted, insertedFlags: flags };
   }
 
   claim(queue: string, owner: string, options: ClaimOptions): Promise<QueueItem[]> {
