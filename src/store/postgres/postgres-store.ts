@@ -48,8 +48,8 @@ type Row = Record<string, unknown>;
 
 /**
  * The store for several workers: one PostgreSQL schema shared by every `ix run` process.
- * Claims take rows with `FOR UPDATE SKIP LOCKED` and lease them (`available_at` = lease
- * expiry, `lease_owner`), so a dead worker's claims come back when their lease passes;
+ * Claims take rows with `FOR UPDATE SKIP LOCKED` and lease them (`lease_until`,
+ * `lease_owner`), so a dead worker's claims come back when their lease passes;
  * `LISTEN/NOTIFY` wakes idle workers; rate limits and leader leases are rows locked by one
  * upsert each, so they hold across processes.
  */
@@ -145,7 +145,7 @@ export class PostgresStore implements Store {
 
   async release(queue: string, owner: string, ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.query(Q.releaseItems, [queue, owner, ids, this.clock.now(), this.channel]);
+    await this.query(Q.releaseItems, [queue, owner, ids, this.channel]);
   }
 
   async extendLease(queue: string, owner: string, ids: readonly string[], leaseMs: number): Promise<string[]> {
