@@ -141,6 +141,9 @@ async function onPostgres(total: number, workers: number): Promise<Measured> {
     const { end } = await drained(watch.probe, total, 300_000).finally(() => watch.close());
     const rssMB = Math.max(...running.map(rssOf));
     const seconds = (end - t0) / 1000;
+    // an empty inbox is not the whole story: every message must have reached a sink
+    const written = running.reduce((n, _, w) => n + readFileSync(join(dir, `out-${w}.jsonl`), 'utf8').split('\n').filter(Boolean).length, 0);
+    if (written < total) throw new Error(`the inbox is empty but the sinks hold ${written} of ${total} messages`);
     return { perSec: total / seconds, seconds, rssMB };
   } finally {
     await stop(running);

@@ -86,11 +86,16 @@ export const claimItems = q(
    )
    UPDATE queue_items AS qi SET lease_owner = $4, lease_until = $5
      FROM picked WHERE qi.ctid = picked.ctid
-   RETURNING qi.seq, qi.queue, qi.message, qi.attempts, qi.enqueued_at, qi.last_error`,
+   RETURNING qi.seq, qi.id, qi.queue, qi.message, qi.attempts, qi.enqueued_at, qi.last_error`,
 );
 
 /** $1 queue, $2 owner, $3 ids. Only the lease holder completes. */
 export const completeItems = q('complete', 'DELETE FROM queue_items WHERE queue = $1 AND id = ANY($2::text[]) AND lease_owner = $3');
+/**
+ * $1 seqs (of rows this store claimed), $2 owner. Completes by the primary key: one integer
+ * lookup per row instead of a (queue, text id) one, about half the work of `completeItems`.
+ */
+export const completeSeqs = q('complete_seq', 'DELETE FROM queue_items WHERE seq = ANY($1::bigint[]) AND lease_owner = $2');
 
 /**
  * $1 queue, $2 owner, $3 id, $4 available_at, $5 error, $6 now, $7 channel, $8 attempts to
