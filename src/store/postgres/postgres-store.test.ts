@@ -212,6 +212,25 @@ describe('migrations', () => {
       expect(await updateCounts(s, n)).toEqual({ upd: n, hot: n });
     });
 
+    it('completes by the row it claimed: a late completion after the message was claimed again elsewhere, completed and enqueued anew deletes nothing', async () => {
+      const s = schema();
+      const clock = new FakeClock();
+      const a = await PostgresStore.open({ url, schema: s, clock });
+      const b = await PostgresStore.open({ url, schema: s, clock });
+      await a.enqueue('q', [{ message: msg('x') }]);
+      expect((await a.claim('q', 'slow', { limit: 1, leaseMs: 1000 })).length).toBe(1);
+      clock.set(clock.now() + 1001);
+      expect((await b.claim('q', 'fast', { limit: 1, leaseMs: 1000 })).length).toBe(1);
+      await b.complete('q', 'fast', ['x']);
+      await b.enqueue('q', [{ message: msg('x') }]);
+      expect((await b.claim('q', 'slow', { limit: 1, leaseMs: 1000 })).length).toBe(1); // same owner name, new row
+      await a.complete('q', 'slow', ['x']); // a's claim was of the old row
+      expect(await b.queueStats('q')).toEqual({ ready: 0, scheduled: 0, leased: 1 });
+      await b.complete('q', 'slow', ['x']);
+      expect(await b.queueStats('q')).toEqual({ ready: 0, scheduled: 0, leased: 0 });
+      await Promise.all([a.close(), b.close()]);
+    });
+
     it('keeps the leases of a schema migrated from version 2: held until they expire, then claimed again', async () => {
       const s = schema();
       const clock = new FakeClock();
