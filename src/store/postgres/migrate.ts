@@ -15,8 +15,9 @@ export interface MigrationReport {
 }
 
 /**
- * Applies pending migrations in order, each in its own transaction holding an advisory lock
- * on the schema, so workers starting together migrate once. Refuses a database whose
+ * Applies pending migrations in order, each in its own transaction, all under one advisory
+ * lock on the schema held by this connection, so workers starting together migrate once (one
+ * of them applies every pending migration; the others find none left). Refuses a database whose
  * schema is newer than this code (`IX_STORE_TOO_NEW`): an old worker never writes to a
  * schema it does not understand.
  */
@@ -33,12 +34,15 @@ export async function migrateSchema(
   const client = await pool.connect().catch((err: unknown) => {
     throw storeError(err);
   });
+  const lock = `interchange:migrate:${schema}`;
+  let locked = false;
   try {
+    await client.query('SELECT pg_advisory_lock(hashtext($1))', [lock]);
+    locked = true;
     for (let i = 0; i <= sorted.length; i++) {
       const m = sorted[i];
       await client.query('BEGIN');
       try {
-        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`interchange:migrate:${schema}`]);
         await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
         await client.query(
           `CREATE TABLE IF NOT EXISTS ${schema}.ix_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
@@ -63,7 +67,9 @@ export async function migrateSchema(
   } catch (err) {
     throw storeError(err);
   } finally {
-    client.release();
+    // a connection that cannot unlock is dropped, which releases the lock with the session
+    const unlocked = locked ? await client.query('SELECT pg_advisory_unlock(hashtext($1))', [lock]).then(() => true, () => false) : true;
+    client.release(!unlocked);
   }
   return { schema, from: from ?? 0, to: current, applied };
 }

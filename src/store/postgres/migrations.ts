@@ -101,4 +101,20 @@ export const postgresMigrations: readonly Migration[] = [
       ALTER TABLE dead_letters ADD COLUMN replay_queue text;
     `,
   },
+  {
+    version: 3,
+    name: 'queue leases in their own column (claims are HOT updates)',
+    sql: `
+      -- A claim used to move \`available_at\` to the lease expiry: an indexed column, so every
+      -- claimed row got a new entry in each of the table's three indexes. The lease expiry now
+      -- has a column of its own that no index covers, and pages keep room for a second, longer
+      -- version of each row (with its owner and expiry), so a claim (and a release or a lease
+      -- renewal) is a heap-only update.
+      -- Rows leased now keep their expiry in both columns: \`available_at\` then still says
+      -- when they are due, as the lease's own expiry does.
+      ALTER TABLE queue_items ADD COLUMN lease_until bigint;
+      UPDATE queue_items SET lease_until = available_at WHERE lease_owner IS NOT NULL;
+      ALTER TABLE queue_items SET (fillfactor = 40);
+    `,
+  },
 ];

@@ -180,6 +180,81 @@ describe('migrations', () => {
     });
   });
 
+  describe('queue rows', () => {
+    /** The table's update counters, once the store's connections have reported them (at exit). */
+    async function updateCounts(s: string, atLeast: number): Promise<{ upd: number; hot: number }> {
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        for (let i = 0; ; i++) {
+          const r = await c.query<{ upd: string; hot: string }>(
+            `SELECT n_tup_upd AS upd, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'queue_items'`,
+            [s],
+          );
+          const row = { upd: Number(r.rows[0]?.upd ?? 0), hot: Number(r.rows[0]?.hot ?? 0) };
+          if (row.upd >= atLeast || i >= 200) return row;
+          await new Promise((done) => setTimeout(done, 50));
+        }
+      } finally {
+        await c.end();
+      }
+    }
+
+    it('claims a batch as heap-only updates (no index entry written for a lease)', async () => {
+      const s = schema();
+      const store = await PostgresStore.open({ url, schema: s });
+      const n = 500;
+      await store.enqueue('q', Array.from({ length: n }, (_, k) => ({ message: { ...msg(`m${k}`), payload: { note: 'x'.repeat(100 + (k % 50)) } } })));
+      const owner = 'worker-host-1:48213:9f3ab27c'; // as long as an engine's
+      expect((await store.claim('q', owner, { limit: n, leaseMs: 30_000 })).length).toBe(n);
+      expect(await store.queueStats('q')).toEqual({ ready: 0, scheduled: 0, leased: n });
+      await store.close();
+      expect(await updateCounts(s, n)).toEqual({ upd: n, hot: n });
+    });
+
+    it('completes by the row it claimed: a late completion after the message was claimed again elsewhere, completed and enqueued anew deletes nothing', async () => {
+      const s = schema();
+      const clock = new FakeClock();
+      const a = await PostgresStore.open({ url, schema: s, clock });
+      const b = await PostgresStore.open({ url, schema: s, clock });
+      await a.enqueue('q', [{ message: msg('x') }]);
+      expect((await a.claim('q', 'slow', { limit: 1, leaseMs: 1000 })).length).toBe(1);
+      clock.set(clock.now() + 1001);
+      expect((await b.claim('q', 'fast', { limit: 1, leaseMs: 1000 })).length).toBe(1);
+      await b.complete('q', 'fast', ['x']);
+      await b.enqueue('q', [{ message: msg('x') }]);
+      expect((await b.claim('q', 'slow', { limit: 1, leaseMs: 1000 })).length).toBe(1); // same owner name, new row
+      await a.complete('q', 'slow', ['x']); // a's claim was of the old row
+      expect(await b.queueStats('q')).toEqual({ ready: 0, scheduled: 0, leased: 1 });
+      await b.complete('q', 'slow', ['x']);
+      expect(await b.queueStats('q')).toEqual({ ready: 0, scheduled: 0, leased: 0 });
+      await Promise.all([a.close(), b.close()]);
+    });
+
+    it('keeps the leases of a schema migrated from version 2: held until they expire, then claimed again', async () => {
+      const s = schema();
+      const clock = new FakeClock();
+      const now = clock.now();
+      const old = await PostgresStore.open({ url, schema: s, clock, migrations: postgresMigrations.filter((m) => m.version <= 2) });
+      await old.close();
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      // version 2 kept a lease in available_at (its expiry) and lease_owner
+      await c.query(
+        `INSERT INTO ${s}.queue_items (queue, id, message, available_at, lease_owner, enqueued_at) VALUES
+           ('q', 'held', $1, $3, 'gone', $2), ('q', 'free', $4, $2, NULL, $2)`,
+        [JSON.stringify(msg('held')), now - 1000, now + 30_000, JSON.stringify(msg('free'))],
+      );
+      await c.end();
+      const store = await PostgresStore.open({ url, schema: s, clock });
+      expect(await store.queueStats('q')).toEqual({ ready: 1, scheduled: 0, leased: 1 });
+      expect((await store.claim('q', 'w', { limit: 10, leaseMs: 60_000 })).map((i) => i.message.id)).toEqual(['free']);
+      clock.set(now + 30_001);
+      expect((await store.claim('q', 'w', { limit: 10, leaseMs: 60_000 })).map((i) => i.message.id)).toEqual(['held']);
+      await store.close();
+    });
+  });
+
   describe('LISTEN/NOTIFY', () => {
     it('wakes a waiting worker when another process enqueues, and times out otherwise', async () => {
       const s = schema();

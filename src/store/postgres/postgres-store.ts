@@ -50,8 +50,8 @@ type Row = Record<string, unknown>;
 
 /**
  * The store for several workers: one PostgreSQL schema shared by every `ix run` process.
- * Claims take rows with `FOR UPDATE SKIP LOCKED` and lease them (`available_at` = lease
- * expiry, `lease_owner`), so a dead worker's claims come back when their lease passes;
+ * Claims take rows with `FOR UPDATE SKIP LOCKED` and lease them (`lease_until`,
+ * `lease_owner`), so a dead worker's claims come back when their lease passes;
  * `LISTEN/NOTIFY` wakes idle workers; rate limits and leader leases are rows locked by one
  * upsert each, so they hold across processes.
  */
@@ -65,6 +65,12 @@ export class PostgresStore implements Store {
   private readonly waker: Waker;
   private readonly workerTimeoutMs: number;
   private closed = false;
+  /**
+   * The row (`seq`) of each message this store claimed and has not acknowledged yet, by
+   * queue and id, so `complete` deletes by primary key. A seq is never reused, so a stale
+   * entry matches no row; an id it does not know is completed by (queue, id) as before.
+   */
+  private readonly claimed = new Map<string, number>();
 
   private constructor(pool: pg.Pool, c: ResolvedConnection, options: PostgresStoreOptions) {
     this.pool = pool;
@@ -144,21 +150,46 @@ export class PostgresStore implements Store {
     const now = this.clock.now();
     const rows = await this.query(Q.claimItems, [queue, now, options.limit, owner, now + options.leaseMs]);
     rows.sort((a, b) => (a['seq'] as number) - (b['seq'] as number));
+    // Leases that were never acknowledged (their lease expired) would pile up here: past a
+    // bound the map starts over, and completions fall back to ids.
+    if (this.claimed.size > MAX_CLAIMED) this.claimed.clear();
+    for (const r of rows) this.claimed.set(claimKey(queue, r['id'] as string), r['seq'] as number);
     return rows.map(toQueueItem);
   }
 
   async complete(queue: string, owner: string, ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.query(Q.completeItems, [queue, ids, owner]);
+    const seqs: number[] = [];
+    const unknown: string[] = [];
+    for (const id of ids) {
+      const seq = this.takeClaimed(queue, id);
+      if (seq === undefined) unknown.push(id);
+      else seqs.push(seq);
+    }
+    if (seqs.length > 0) await this.query(Q.completeSeqs, [seqs, owner]);
+    if (unknown.length > 0) await this.query(Q.completeItems, [queue, unknown, owner]);
+  }
+
+  private takeClaimed(queue: string, id: string): number | undefined {
+    const key = claimKey(queue, id);
+    const seq = this.claimed.get(key);
+    if (seq !== undefined) this.claimed.delete(key);
+    return seq;
+  }
+
+  private forget(queue: string, ids: readonly string[]): void {
+    for (const id of ids) this.claimed.delete(claimKey(queue, id));
   }
 
   async retry(queue: string, owner: string, id: string, options: RetryOptions): Promise<void> {
+    this.forget(queue, [id]);
     await this.query(Q.retryItem, [queue, owner, id, options.availableAt, options.error ?? null, this.clock.now(), this.channel, options.countAttempt === false ? 0 : 1]);
   }
 
   async release(queue: string, owner: string, ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
-    await this.query(Q.releaseItems, [queue, owner, ids, this.clock.now(), this.channel]);
+    this.forget(queue, ids);
+    await this.query(Q.releaseItems, [queue, owner, ids, this.channel]);
   }
 
   async extendLease(queue: string, owner: string, ids: readonly string[], leaseMs: number): Promise<string[]> {
@@ -439,6 +470,13 @@ export class PostgresStore implements Store {
       client.release(broken);
     }
   }
+}
+
+/** Claimed rows remembered for completion by seq, at most (a few batches of every flow). */
+const MAX_CLAIMED = 100_000;
+
+function claimKey(queue: string, id: string): string {
+  return `${queue}\u0000${id}`;
 }
 
 function toQueueItem(row: Row): QueueItem {
