@@ -172,6 +172,8 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 export class RestService {
   readonly type: 'rest' | 'graphql';
   readonly baseUrl: URL;
+  /** `baseUrl.origin`, which the URL getter would build anew on every call. */
+  private readonly origin: string;
   readonly auth: AuthProvider;
   readonly endpoints = new Map<string, Endpoint>();
   private readonly dispatcher: Dispatcher;
@@ -197,6 +199,7 @@ export class RestService {
     } catch {
       throw new IxError('IX_SERVICE_CONFIG', { service: name, detail: `baseUrl "${config.baseUrl}" is not a URL` });
     }
+    this.origin = this.baseUrl.origin;
     const connectTimeout = parseDuration((config.connectTimeout ?? '10s') as string | number);
     const tls = config.tls;
     const connect: Record<string, unknown> = { timeout: connectTimeout };
@@ -373,8 +376,8 @@ export class RestService {
     }
     // Calls stay on the service's origin: a pagination link or an endpoint path cannot send
     // the service's credentials to another host.
-    if (url.origin !== this.baseUrl.origin) {
-      throw new IxError('IX_SERVICE_CONFIG', { service: this.name, detail: `${ep.name}: refusing to call ${url.origin}, which is not the service's origin ${this.baseUrl.origin}` }, { retryable: false });
+    if (url.origin !== this.origin) {
+      throw new IxError('IX_SERVICE_CONFIG', { service: this.name, detail: `${ep.name}: refusing to call ${url.origin}, which is not the service's origin ${this.origin}` }, { retryable: false });
     }
     return { url, bodyText, contentType };
   }
@@ -427,7 +430,7 @@ export class RestService {
     group?.add(controller);
     try {
       const res = await this.dispatcher.request({
-        origin: req.url.origin,
+        origin: this.origin, // buildRequest refused any other
         path: req.url.pathname + req.url.search,
         method: req.method as Dispatcher.HttpMethod,
         headers: req.headers,
