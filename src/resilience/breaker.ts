@@ -45,6 +45,7 @@ const STATE_NAMES: Record<CircuitState, BreakerState> = {
 
 export class CircuitBreaker {
   private readonly policy: CircuitBreakerPolicy;
+  private readonly sampling: SamplingBreaker;
 
   constructor(options: BreakerOptions, onState?: (state: BreakerState) => void) {
     const breaker = new SamplingBreaker({
@@ -53,6 +54,7 @@ export class CircuitBreaker {
       // cockatiel counts a minimum rate; minCalls in the window is that rate times the window.
       minimumRps: Math.max(0, options.minCalls) / (Math.max(10, options.windowMs) / 1000),
     });
+    this.sampling = breaker;
     this.policy = circuitBreaker(
       handleWhen((err) => err instanceof BreakerFailure),
       { halfOpenAfter: Math.max(1, options.halfOpenAfterMs), breaker },
@@ -66,6 +68,28 @@ export class CircuitBreaker {
 
   /** Runs `fn`; throws BrokenCircuitError while open. A `BreakerFailure` thrown by `fn` counts as a failure. */
   execute<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return this.policy.execute(fn, signal);
+    if (this.policy.state !== CircuitState.Closed) return this.policy.execute(fn, signal);
+    return this.closed(fn, signal);
+  }
+
+  /**
+   * The closed circuit's path, what cockatiel's policy does there without its executor's
+   * per-call promises and result objects: a success is sampled directly, a failure goes
+   * through the policy, which samples it and opens the circuit if the window says so.
+   */
+  private async closed<T>(fn: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    let value: T;
+    try {
+      value = await fn();
+    } catch (err) {
+      if (!(err instanceof BreakerFailure)) throw err;
+      if (this.policy.state === CircuitState.Closed) return this.policy.execute(() => Promise.reject(err), signal);
+      // opened (or isolated) meanwhile by another call: sampled as cockatiel samples a call
+      // that began while closed, and the call sees its own failure, not the open circuit
+      this.sampling.failure(CircuitState.Closed);
+      throw err;
+    }
+    this.sampling.success(CircuitState.Closed);
+    return value;
   }
 }

@@ -1,19 +1,29 @@
+import { SignalGroups } from './signal-groups.js';
+
 interface Waiter {
   readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
   readonly signal: AbortSignal | undefined;
-  readonly onAbort: (() => void) | undefined;
 }
 
 /**
  * At most `maxConcurrent` calls run at once; the rest wait in order and are never rejected
  * for lack of room (an aborted signal takes a waiting call out of the queue). A counter and a
  * FIFO: a call that finds room runs without any extra allocation, which matters on the
- * per-request path.
+ * per-request path. Waiters under one signal share one abort listener.
  */
 export class Bulkhead {
   private active = 0;
-  private readonly queue: Waiter[] = [];
+  private queue: Waiter[] = [];
   private head = 0;
+  /** Waiters by signal: an abort takes them out of the queue and rejects them. */
+  private readonly waiters = new SignalGroups<Waiter>((aborted, reason) => {
+    if (aborted.size === 0) return;
+    this.queue = this.queue.slice(this.head).filter((w) => !aborted.has(w));
+    this.head = 0;
+    for (const w of aborted) w.reject(reason as Error);
+    aborted.clear();
+  });
 
   constructor(readonly maxConcurrent: number) {
     this.maxConcurrent = Math.max(1, maxConcurrent);
@@ -51,17 +61,9 @@ export class Bulkhead {
 
   private wait(signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      let onAbort: (() => void) | undefined;
-      if (signal) {
-        onAbort = (): void => {
-          const i = this.queue.indexOf(waiter, this.head);
-          if (i >= 0) this.queue.splice(i, 1);
-          reject(signal.reason as Error);
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-      }
-      const waiter: Waiter = { resolve, signal, onAbort };
+      const waiter: Waiter = { resolve, reject, signal };
       this.queue.push(waiter);
+      if (signal) this.waiters.of(signal).add(waiter);
     });
   }
 
@@ -74,7 +76,7 @@ export class Bulkhead {
       this.queue.splice(0, this.head);
       this.head = 0;
     }
-    if (w.onAbort) w.signal?.removeEventListener('abort', w.onAbort);
+    if (w.signal) this.waiters.delete(w.signal, w);
     this.active++;
     w.resolve();
   }

@@ -66,14 +66,50 @@ describe('BlockRateGate', () => {
   });
 });
 
+describe('BlockRateGate.tryAcquireRate', () => {
+  it('hands out the leased block’s slots without the store, and nothing once the block is used up', async () => {
+    const clock = new FakeClock(0);
+    const shared = countingGate(new MemoryRateGate(clock));
+    const gate = new BlockRateGate(shared, clock, 100);
+    const limit = { count: 100, perMs: 1000 }; // 10 slots of 10 ms per block
+    expect(gate.tryAcquireRate('k', limit)).toBeUndefined(); // no block leased yet
+    expect(await gate.acquireRate('k', limit)).toBe(0);
+    expect(shared.calls).toBe(1);
+    const waits = Array.from({ length: 9 }, () => gate.tryAcquireRate('k', limit));
+    expect(waits).toEqual([10, 20, 30, 40, 50, 60, 70, 80, 90]);
+    expect(gate.tryAcquireRate('k', limit)).toBeUndefined(); // the next call leases a block
+    expect(shared.calls).toBe(1);
+    // limits reserved per call never take the synchronous path
+    expect(gate.tryAcquireRate('slow', { count: 1, perMs: 1000 })).toBeUndefined();
+    expect(gate.tryAcquireRate('burst', { count: 100, perMs: 1000, burst: 5 })).toBeUndefined();
+  });
+});
+
 describe('SendLog', () => {
+  it('admits a send that may go now synchronously, and one that may not with a promise', async () => {
+    const clock = new FakeClock(0);
+    const log = new SendLog(clock);
+    const limit = { count: 2, perMs: 1000 };
+    expect(log.admit('k', limit)).toBeUndefined();
+    expect(log.admit('k', limit)).toBeUndefined();
+    const third = log.admit('k', limit);
+    expect(third).toBeInstanceOf(Promise);
+    let done = false;
+    void third?.then(() => (done = true));
+    await clock.advance(999);
+    expect(done).toBe(false);
+    await clock.advance(1);
+    await third;
+    expect(clock.now()).toBe(1000);
+  });
+
   it('never admits more than `count` sends in any window of `perMs`, however the callers bunch up', async () => {
     const clock = new FakeClock();
     const log = new SendLog(clock);
     const limit = { count: 5, perMs: 1000 };
     const admitted: number[] = [];
     // 12 callers at once (a stalled event loop waking them together)
-    const all = Array.from({ length: 12 }, () => log.admit('k', limit).then(() => admitted.push(clock.now())));
+    const all = Array.from({ length: 12 }, () => Promise.resolve(log.admit('k', limit)).then(() => admitted.push(clock.now())));
     for (let i = 0; i < 50 && admitted.length < 12; i++) {
       await new Promise((r) => setImmediate(r));
       if (clock.pending > 0) await clock.advance((clock.nextAt() as number) - clock.now());
@@ -108,5 +144,41 @@ describe('Bulkhead', () => {
     for (const g of gates.splice(0)) g();
     expect(await Promise.all([calls[1], calls[3]])).toEqual([2, 4]);
     expect(bulkhead.executing).toBe(0);
+  });
+
+  it('takes every waiter under an aborted signal out with one listener, and only those', async () => {
+    const bulkhead = new Bulkhead(1);
+    const order: number[] = [];
+    let release: () => void = () => undefined;
+    const task = (n: number) => () =>
+      new Promise<number>((resolve) => {
+        order.push(n);
+        release = () => resolve(n);
+      });
+    const flow = new AbortController();
+    const other = new AbortController();
+    let listeners = 0;
+    const add = flow.signal.addEventListener.bind(flow.signal);
+    flow.signal.addEventListener = ((...args: Parameters<typeof add>) => {
+      listeners++;
+      add(...args);
+    }) as typeof add;
+    const first = bulkhead.execute(task(1), other.signal);
+    const waiting = [2, 3, 4, 5].map((n) => bulkhead.execute(task(n), n % 2 === 0 ? flow.signal : other.signal));
+    expect(bulkhead.waiting).toBe(4);
+    expect(listeners).toBe(1);
+    flow.abort(new Error('flow stopped'));
+    await expect(waiting[0]).rejects.toThrow('flow stopped');
+    await expect(waiting[2]).rejects.toThrow('flow stopped');
+    expect(bulkhead.waiting).toBe(2);
+    release();
+    expect(await first).toBe(1);
+    await new Promise((r) => setImmediate(r));
+    release();
+    expect(await waiting[1]).toBe(3);
+    await new Promise((r) => setImmediate(r));
+    release();
+    expect(await waiting[3]).toBe(5);
+    expect(order).toEqual([1, 3, 5]);
   });
 });

@@ -14,6 +14,11 @@ export interface RateSpec {
 export interface RateGate {
   /** Reserves the next slot; resolves to the ms the caller must wait first (0: now). */
   acquireRate(key: string, limit: RateSpec): Promise<number>;
+  /**
+   * Reserves the next slot when that needs no asynchronous work (a slot of a block already
+   * leased from the store): the ms to wait first; undefined when `acquireRate` must be used.
+   */
+  tryAcquireRate?(key: string, limit: RateSpec): number | undefined;
 }
 
 /** GCRA in memory, the same arithmetic as the SQLite store. */
@@ -22,12 +27,16 @@ export class MemoryRateGate implements RateGate {
   constructor(private readonly clock: Clock) {}
 
   acquireRate(key: string, limit: RateSpec): Promise<number> {
+    return Promise.resolve(this.tryAcquireRate(key, limit));
+  }
+
+  tryAcquireRate(key: string, limit: RateSpec): number {
     const now = this.clock.now();
     const interval = limit.perMs / limit.count;
     const tolerance = (Math.max(1, limit.burst ?? 1) - 1) * interval;
     const tat = Math.max(this.tats.get(key) ?? now, now);
     this.tats.set(key, tat + interval);
-    return Promise.resolve(roundWait(tat - tolerance - now, interval));
+    return roundWait(tat - tolerance - now, interval);
   }
 }
 
@@ -71,21 +80,37 @@ export class BlockRateGate implements RateGate {
     const interval = limit.perMs / limit.count;
     const size = Math.floor(this.blockMs / interval);
     if (size < 2 || (limit.burst ?? 1) > 1) return this.shared.acquireRate(key, limit);
+    const block = this.block(key);
+    for (;;) {
+      const wait = this.fromBlock(block, interval);
+      if (wait !== undefined) return wait;
+      block.pending ??= this.reserve(block, key, limit, size, interval);
+      await block.pending;
+    }
+  }
+
+  /** A slot of the block this process holds, without a store round trip; undefined: none left. */
+  tryAcquireRate(key: string, limit: RateSpec): number | undefined {
+    const interval = limit.perMs / limit.count;
+    if (Math.floor(this.blockMs / interval) < 2 || (limit.burst ?? 1) > 1) return undefined;
+    return this.fromBlock(this.block(key), interval);
+  }
+
+  private block(key: string): Block {
     let block = this.blocks.get(key);
     if (!block) {
       block = { cursor: 0, end: 0, pending: undefined };
       this.blocks.set(key, block);
     }
-    for (;;) {
-      const now = this.clock.now();
-      const at = Math.max(block.cursor, now);
-      if (at + interval <= block.end) {
-        block.cursor = at + interval;
-        return roundWait(at - now, interval);
-      }
-      block.pending ??= this.reserve(block, key, limit, size, interval);
-      await block.pending;
-    }
+    return block;
+  }
+
+  private fromBlock(block: Block, interval: number): number | undefined {
+    const now = this.clock.now();
+    const at = Math.max(block.cursor, now);
+    if (at + interval > block.end) return undefined;
+    block.cursor = at + interval;
+    return roundWait(at - now, interval);
   }
 
   private async reserve(block: Block, key: string, limit: RateSpec, size: number, interval: number): Promise<void> {
@@ -113,6 +138,17 @@ export async function waitForRate(gate: RateGate, clock: Clock, key: string, lim
 }
 
 /**
+ * `waitForRate` without a promise when the gate has a slot at hand that is due now (the
+ * per-call fast path): returns 0 then, else a promise of the ms waited.
+ */
+export function takeRate(gate: RateGate, clock: Clock, key: string, limit: RateSpec, signal?: AbortSignal): number | Promise<number> {
+  const wait = gate.tryAcquireRate?.(key, limit);
+  if (wait === 0) return 0;
+  if (wait === undefined) return waitForRate(gate, clock, key, limit, signal);
+  return clock.sleep(wait, signal).then(() => wait);
+}
+
+/**
  * The last `count` send times per bucket, in this process. GCRA spaces reservations evenly,
  * but a stalled event loop wakes several reserved calls at once; this log holds back a send
  * until the one `count` sends earlier is `perMs` old, so no window of `perMs` ever sees more
@@ -125,23 +161,33 @@ export class SendLog {
     private readonly maxTracked = 10_000,
   ) {}
 
-  async admit(key: string, limit: RateSpec, signal?: AbortSignal): Promise<void> {
+  /** Lets a send go: undefined when it may go now, else a promise that resolves when it may. */
+  admit(key: string, limit: RateSpec, signal?: AbortSignal): Promise<void> | undefined {
     const size = Math.ceil(limit.count);
-    if (size > this.maxTracked) return;
+    if (size > this.maxTracked) return undefined;
     let log = this.logs.get(key);
     if (!log || log.times.length !== size) {
       log = { times: new Float64Array(size).fill(Number.NEGATIVE_INFINITY), next: 0 };
       this.logs.set(key, log);
     }
-    for (;;) {
-      const now = this.clock.now();
-      const wait = (log.times[log.next] as number) + limit.perMs - now;
-      if (wait <= 0) {
-        log.times[log.next] = now;
-        log.next = (log.next + 1) % size;
-        return;
-      }
+    const wait = this.record(log, limit.perMs, size);
+    return wait === 0 ? undefined : this.admitLater(log, limit.perMs, size, wait, signal);
+  }
+
+  /** Records a send due now and returns 0, or returns the ms until one may go. */
+  private record(log: { times: Float64Array; next: number }, perMs: number, size: number): number {
+    const now = this.clock.now();
+    const wait = (log.times[log.next] as number) + perMs - now;
+    if (wait > 0) return wait;
+    log.times[log.next] = now;
+    log.next = (log.next + 1) % size;
+    return 0;
+  }
+
+  private async admitLater(log: { times: Float64Array; next: number }, perMs: number, size: number, wait: number, signal: AbortSignal | undefined): Promise<void> {
+    while (wait > 0) {
       await this.clock.sleep(Math.ceil(wait), signal);
+      wait = this.record(log, perMs, size);
     }
   }
 }

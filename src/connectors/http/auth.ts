@@ -21,8 +21,11 @@ export interface OutgoingRequest {
 }
 
 export interface AuthProvider {
-  /** Adds credentials; returns what was used (so a refresh after 401 renews only a stale token). */
-  apply(req: OutgoingRequest, signal?: AbortSignal): Promise<string | undefined>;
+  /**
+   * Adds credentials; returns what was used (so a refresh after 401 renews only a stale token),
+   * synchronously when nothing has to be fetched first.
+   */
+  apply(req: OutgoingRequest, signal?: AbortSignal): string | undefined | Promise<string | undefined>;
   /** True when `refresh` can obtain new credentials (OAuth 2). */
   readonly refreshable: boolean;
   /** Renews credentials unless `used` is no longer the current ones (someone renewed already). */
@@ -69,7 +72,7 @@ export function readKeyMaterial(value: string, baseDir: string): string {
 }
 
 const noAuth: AuthProvider = {
-  apply: () => Promise.resolve(undefined),
+  apply: () => undefined,
   refreshable: false,
   refresh: () => Promise.resolve(),
 };
@@ -85,7 +88,7 @@ export function createAuth(config: AuthConfig | undefined, deps: AuthDeps): Auth
           const name = config.name ?? 'X-API-Key';
           if (config.in === 'query') req.url.searchParams.set(name, config.key);
           else req.headers[name.toLowerCase()] = config.key;
-          return Promise.resolve(undefined);
+          return undefined;
         },
       };
     case 'basic': {
@@ -95,7 +98,7 @@ export function createAuth(config: AuthConfig | undefined, deps: AuthDeps): Auth
         refresh: () => Promise.resolve(),
         apply(req) {
           req.headers['authorization'] = value;
-          return Promise.resolve(undefined);
+          return undefined;
         },
       };
     }
@@ -105,7 +108,7 @@ export function createAuth(config: AuthConfig | undefined, deps: AuthDeps): Auth
         refresh: () => Promise.resolve(),
         apply(req) {
           req.headers['authorization'] = `Bearer ${config.token}`;
-          return Promise.resolve(undefined);
+          return undefined;
         },
       };
     case 'oauth2':

@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import type * as Undici from 'undici';
 import type { Dispatcher } from 'undici';
 import type { Clock } from '../../core/clock.js';
@@ -9,7 +8,8 @@ import { backoffDelay, parseRetryAfter, type BackoffOptions } from '../../resili
 import { BreakerFailure, CircuitBreaker, isBrokenCircuitError } from '../../resilience/breaker.js';
 import { Bulkhead } from '../../resilience/bulkhead.js';
 import { Deadlines, type AttemptAbort } from '../../resilience/timeout.js';
-import { BlockRateGate, MemoryRateGate, SendLog, waitForRate, type RateGate, type RateSpec } from '../../resilience/rate-limiter.js';
+import { SignalGroups } from '../../resilience/signal-groups.js';
+import { BlockRateGate, MemoryRateGate, SendLog, takeRate, type RateGate, type RateSpec } from '../../resilience/rate-limiter.js';
 import { createAuth, readKeyMaterial, type AuthProvider, type OutgoingRequest } from './auth.js';
 import type { BreakerConfig, EndpointConfig, ErrorRule, RateLimitConfig, RetryConfig, ServiceConfig } from './config.js';
 import { countsForBreaker, ErrorsTable, type Failure } from './errors-table.js';
@@ -172,6 +172,8 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 export class RestService {
   readonly type: 'rest' | 'graphql';
   readonly baseUrl: URL;
+  /** `baseUrl.origin`, which the URL getter would build anew on every call. */
+  private readonly origin: string;
   readonly auth: AuthProvider;
   readonly endpoints = new Map<string, Endpoint>();
   private readonly dispatcher: Dispatcher;
@@ -180,7 +182,9 @@ export class RestService {
   private readonly gate: RateGate;
   private readonly sendLog: SendLog;
   private readonly random: () => number;
-  private readonly inflight = new WeakMap<AbortSignal, Set<AttemptAbort>>();
+  private readonly inflight = new SignalGroups<AttemptAbort>((attempts, reason) => {
+    for (const c of attempts) c.abort(reason);
+  });
   /** Attempt deadlines by timeout (ms). */
   private readonly deadlines = new Map<number, Deadlines>();
 
@@ -195,6 +199,7 @@ export class RestService {
     } catch {
       throw new IxError('IX_SERVICE_CONFIG', { service: name, detail: `baseUrl "${config.baseUrl}" is not a URL` });
     }
+    this.origin = this.baseUrl.origin;
     const connectTimeout = parseDuration((config.connectTimeout ?? '10s') as string | number);
     const tls = config.tls;
     const connect: Record<string, unknown> = { timeout: connectTimeout };
@@ -263,7 +268,8 @@ export class RestService {
         for (const r of ep.rates) {
           const bucket = r.key ? `${r.bucket}:key:${String(r.key(scope))}` : r.bucket;
           buckets.push([bucket, r.spec]);
-          const waited = await waitForRate(this.gate, this.deps.clock, bucket, r.spec, input.signal);
+          const taken = takeRate(this.gate, this.deps.clock, bucket, r.spec, input.signal);
+          const waited = typeof taken === 'number' ? taken : await taken;
           if (waited > 0) serviceMetrics.rateWait(this.name, ep.name, waited);
         }
       }
@@ -277,8 +283,14 @@ export class RestService {
         const cached = ep.conditional ? ep.etagFor(href) : undefined;
         if (cached) headers['if-none-match'] = cached.etag;
         const req: OutgoingRequest = { method: ep.method, url, headers, body: bodyText };
-        if (buckets) for (const [bucket, spec] of buckets) await this.sendLog.admit(bucket, spec, input.signal);
-        usedCredential = await this.auth.apply(req, input.signal);
+        if (buckets) {
+          for (const [bucket, spec] of buckets) {
+            const admitted = this.sendLog.admit(bucket, spec, input.signal);
+            if (admitted) await admitted;
+          }
+        }
+        const applied = this.auth.apply(req, input.signal);
+        usedCredential = typeof applied === 'object' ? await applied : applied;
         const o = await this.attempt(ep, req, input, cached, href);
         if (!o.ok && ep.breaker && countsForBreaker(o.failure)) throw new BreakerFailure(o);
         return o;
@@ -364,8 +376,8 @@ export class RestService {
     }
     // Calls stay on the service's origin: a pagination link or an endpoint path cannot send
     // the service's credentials to another host.
-    if (url.origin !== this.baseUrl.origin) {
-      throw new IxError('IX_SERVICE_CONFIG', { service: this.name, detail: `${ep.name}: refusing to call ${url.origin}, which is not the service's origin ${this.baseUrl.origin}` }, { retryable: false });
+    if (url.origin !== this.origin) {
+      throw new IxError('IX_SERVICE_CONFIG', { service: this.name, detail: `${ep.name}: refusing to call ${url.origin}, which is not the service's origin ${this.origin}` }, { retryable: false });
     }
     return { url, bodyText, contentType };
   }
@@ -394,18 +406,7 @@ export class RestService {
    * (a flow's), not one per request.
    */
   private linked(parent: AbortSignal): Set<AttemptAbort> {
-    let set = this.inflight.get(parent);
-    if (!set) {
-      const attempts = new Set<AttemptAbort>();
-      set = attempts;
-      this.inflight.set(parent, attempts);
-      // a flow's signal legitimately has a listener per waiting call (rate limits, bulkhead)
-      setMaxListeners(0, parent);
-      parent.addEventListener('abort', () => {
-        for (const c of attempts) c.abort(parent.reason);
-      }, { once: true });
-    }
-    return set;
+    return this.inflight.of(parent);
   }
 
   /** One request under a deadline of `timeout` for the whole answer, headers and body. */
@@ -429,7 +430,7 @@ export class RestService {
     group?.add(controller);
     try {
       const res = await this.dispatcher.request({
-        origin: req.url.origin,
+        origin: this.origin, // buildRequest refused any other
         path: req.url.pathname + req.url.search,
         method: req.method as Dispatcher.HttpMethod,
         headers: req.headers,

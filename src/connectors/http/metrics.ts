@@ -47,7 +47,22 @@ export function setServiceMetrics(next: ServiceMetrics | undefined): void {
  * `ix_service_rate_limit_wait_seconds_total{service,endpoint}`.
  */
 export function bindServiceMetrics(registry: PromRegistry): ServiceMetrics {
-  const calls = new Counter({ name: 'ix_service_calls_total', help: 'Service calls by final status', labelNames: ['service', 'endpoint', 'status'], registers: [registry] });
+  // calls are counted in memory and added to the counter when it is read (prom-client hashes
+  // and validates the label set on every increment, even of a labelled child)
+  const children = new Map<string, { calls: Counter.Internal; pending: number; duration: ReturnType<Histogram['labels']> }>();
+  const calls = new Counter({
+    name: 'ix_service_calls_total',
+    help: 'Service calls by final status',
+    labelNames: ['service', 'endpoint', 'status'],
+    registers: [registry],
+    collect() {
+      for (const c of children.values()) {
+        if (c.pending === 0) continue;
+        c.calls.inc(c.pending);
+        c.pending = 0;
+      }
+    },
+  });
   const duration = new Histogram({
     name: 'ix_service_call_duration_seconds',
     help: 'Service call duration, retries included',
@@ -67,18 +82,16 @@ export function bindServiceMetrics(registry: PromRegistry): ServiceMetrics {
     const dot = key.indexOf('.');
     circuit.set({ service: key.slice(0, dot), endpoint: key.slice(dot + 1) }, STATE_VALUE[state]);
   }
-  // the labelled children, looked up once per service, endpoint and status (prom-client hashes
-  // the label set on every unlabelled call)
-  const children = new Map<string, { calls: ReturnType<typeof calls.labels>; duration: ReturnType<typeof duration.labels> }>();
+  // the labelled children, looked up once per service, endpoint and status
   const m: ServiceMetrics = {
     call: (service, endpoint, status, seconds) => {
       const key = `${service}\u0000${endpoint}\u0000${status}`;
       let c = children.get(key);
       if (!c) {
-        c = { calls: calls.labels({ service, endpoint, status }), duration: duration.labels({ service, endpoint }) };
+        c = { calls: calls.labels({ service, endpoint, status }), pending: 0, duration: duration.labels({ service, endpoint }) };
         children.set(key, c);
       }
-      c.calls.inc();
+      c.pending++;
       c.duration.observe(seconds);
     },
     retry: (service, endpoint, reason) => retries.inc({ service, endpoint, reason }),

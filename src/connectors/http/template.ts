@@ -13,17 +13,27 @@ const PART_RE = /\$\{\s*([^}]+?)\s*\}/g;
 
 /** Reads `a.b[0].c` (or `$.a.b`) from a value; undefined when any step is missing. */
 export function readPath(value: unknown, path: string): unknown {
+  return pathReader(path)(value);
+}
+
+/** `readPath` for one path, parsed once: templates read the same path for every message. */
+export function pathReader(path: string): (value: unknown) => unknown {
   let p = path.trim();
-  if (p === '$' || p === '') return value;
+  if (p === '$' || p === '') return (value) => value;
   if (p.startsWith('$.')) p = p.slice(2);
   else if (p.startsWith('$[')) p = p.slice(1);
-  let cur: unknown = value;
-  for (const raw of p.replace(/\[(\d+)\]/g, '.$1').split('.')) {
-    if (raw === '') continue;
-    if (cur === null || cur === undefined || typeof cur !== 'object') return undefined;
-    cur = (cur as Record<string, unknown>)[raw];
-  }
-  return cur;
+  const keys = p
+    .replace(/\[(\d+)\]/g, '.$1')
+    .split('.')
+    .filter((k) => k !== '');
+  return (value) => {
+    let cur: unknown = value;
+    for (const k of keys) {
+      if (cur === null || cur === undefined || typeof cur !== 'object') return undefined;
+      cur = (cur as Record<string, unknown>)[k];
+    }
+    return cur;
+  };
 }
 
 function toText(v: unknown): string {
@@ -37,19 +47,22 @@ export function compileTemplate(template: unknown): Compiled {
   if (typeof template === 'string') {
     const whole = WHOLE_RE.exec(template);
     if (whole && !template.slice(2, -1).includes('${')) {
-      const path = whole[1] as string;
-      return (scope) => readPath(scope, path);
+      return pathReader(whole[1] as string);
     }
     if (!template.includes('${')) return () => template;
-    const parts: (string | { path: string })[] = [];
+    const parts: (string | ((scope: unknown) => unknown))[] = [];
     let last = 0;
     for (const m of template.matchAll(PART_RE)) {
       parts.push(template.slice(last, m.index));
-      parts.push({ path: m[1] as string });
+      parts.push(pathReader(m[1] as string));
       last = (m.index ?? 0) + m[0].length;
     }
     parts.push(template.slice(last));
-    return (scope) => parts.map((p) => (typeof p === 'string' ? p : toText(readPath(scope, p.path)))).join('');
+    return (scope) => {
+      let out = '';
+      for (const p of parts) out += typeof p === 'string' ? p : toText(p(scope));
+      return out;
+    };
   }
   if (Array.isArray(template)) {
     const items = template.map(compileTemplate);
@@ -78,12 +91,31 @@ export function isTemplate(value: unknown): boolean {
 export function compilePath(path: string): (params: Readonly<Record<string, unknown>>, scope: unknown) => string {
   const re = /\$\{\s*([^}]+?)\s*\}|\{([^}]+)\}/g;
   if (!path.includes('{')) return () => path;
-  return (params, scope) =>
-    path.replace(re, (_m, expr: string | undefined, name: string | undefined) => {
-      const v = expr !== undefined ? readPath(scope, expr) : params[name as string];
-      if (v === undefined || v === null || v === '') {
-        throw new RangeError(`path parameter "${expr ?? name}" has no value`);
+  // parsed once: literal text, and per placeholder its name and how to read its value
+  const parts: (string | { readonly label: string; readonly read: (params: Readonly<Record<string, unknown>>, scope: unknown) => unknown })[] = [];
+  let last = 0;
+  for (const m of path.matchAll(re)) {
+    parts.push(path.slice(last, m.index));
+    const expr = m[1];
+    const name = m[2] as string;
+    if (expr !== undefined) {
+      const read = pathReader(expr);
+      parts.push({ label: expr, read: (_params, scope) => read(scope) });
+    } else parts.push({ label: name, read: (params) => params[name] });
+    last = (m.index ?? 0) + m[0].length;
+  }
+  parts.push(path.slice(last));
+  return (params, scope) => {
+    let out = '';
+    for (const p of parts) {
+      if (typeof p === 'string') {
+        out += p;
+        continue;
       }
-      return encodeURIComponent(String(v));
-    });
+      const v = p.read(params, scope);
+      if (v === undefined || v === null || v === '') throw new RangeError(`path parameter "${p.label}" has no value`);
+      out += encodeURIComponent(String(v));
+    }
+    return out;
+  };
 }
