@@ -138,6 +138,31 @@ describe('RestService calls', () => {
     expect(err.message).toMatch(/malformed JSON/);
   });
 
+  it('checks a 2xx body against the response schema when asked: a mismatch is an invalid response naming the violations', async () => {
+    let body: unknown = { id: 'u1', total: 3 };
+    server.setHandler((_r, res) => json(res, 200, body));
+    const schema = { type: 'object', required: ['id', 'total'], properties: { id: { type: 'string' }, total: { type: 'number' } } };
+    svc = service(server.url, {
+      endpoints: {
+        checked: { method: 'GET', path: '/x', response: { schema, validate: true } },
+        documented: { method: 'GET', path: '/x', response: { schema } },
+        retried: { method: 'GET', path: '/x', response: { schema, validate: true }, errors: { 'invalid-response': { action: 'retry', attempts: 2 } }, retry: { attempts: 3, backoff: 'constant', initial: '1ms' } },
+      },
+    } as Partial<ServiceConfig>);
+    expect((await svc.call('checked')).body).toEqual(body);
+    body = { id: 7 };
+    const err = await failure(svc.call('checked'));
+    expect(err.code).toBe('IX_SERVICE_BAD_RESPONSE');
+    expect(err.retryable).toBe(false);
+    expect(err.message).toMatch(/^svc\.checked: malformed response: 200 does not match the response schema: /);
+    expect(err.message).toContain('/id must be string');
+    expect(err.message).toContain('/total is required');
+    expect((await svc.call('documented')).body).toEqual({ id: 7 }); // a schema without validate is documentation
+    const before = server.requests.length;
+    expect((await failure(svc.call('retried'))).message).toMatch(/gave up after 2 attempts/);
+    expect(server.requests.length - before).toBe(2);
+  });
+
   it('maps statuses through the errors table: dead-letter, fail, per-rule attempts, disable', async () => {
     let status = 400;
     server.setHandler((_r, res) => json(res, status, { error: `s${status}` }));

@@ -15,6 +15,7 @@ import type { BreakerConfig, EndpointConfig, ErrorRule, RateLimitConfig, RetryCo
 import { countsForBreaker, ErrorsTable, type Failure } from './errors-table.js';
 import { serviceMetrics } from './metrics.js';
 import { compilePath, compileTemplate, type Compiled } from './template.js';
+import { compileSchema, describeViolations } from '../../transform/steps/validate.js';
 import { lazyModule } from '../../core/lazy-module.js';
 
 /** Loaded on first use: a spec without HTTP calls never loads undici. */
@@ -79,6 +80,8 @@ export class Endpoint {
   readonly errors: ErrorsTable;
   readonly breaker: CircuitBreaker | undefined;
   readonly conditional: boolean;
+  /** With `response.validate`: what is wrong with a 2xx body, or undefined when it matches the schema. */
+  readonly checkResponse: ((body: unknown) => string | undefined) | undefined;
   /** `service.endpoint`, as errors name the call. */
   readonly callName: string;
   /** Why the endpoint was disabled (410 → disable), if it was. */
@@ -105,6 +108,7 @@ export class Endpoint {
     this.breaker = breakerCfg === false ? undefined : breakerFrom(breakerCfg, (s) => serviceMetrics.breakerState(service, name, s));
     if (this.breaker) serviceMetrics.breakerState(service, name, 'closed');
     this.conditional = config.conditional === true && this.method === 'GET';
+    this.checkResponse = config.response?.validate === true && config.response.schema !== undefined ? responseChecker(config.response.schema, `services.${service}.endpoints.${name}.response.schema`) : undefined;
   }
 
   etagFor(url: string): { etag: string; body: unknown } | undefined {
@@ -114,6 +118,18 @@ export class Endpoint {
     if (this.etags.size >= 1000) this.etags.delete(this.etags.keys().next().value as string);
     this.etags.set(url, { etag, body });
   }
+}
+
+/** The most schema violations one failure lists. */
+const MAX_VIOLATIONS = 5;
+
+function responseChecker(schema: unknown, where: string): (body: unknown) => string | undefined {
+  const validate = compileSchema(schema, where);
+  return (body) => {
+    if (validate(body)) return undefined;
+    const all = describeViolations(validate.errors ?? []);
+    return all.slice(0, MAX_VIOLATIONS).join('; ') + (all.length > MAX_VIOLATIONS ? ` (and ${all.length - MAX_VIOLATIONS} more)` : '');
+  };
 }
 
 function lowerKeys(h: Readonly<Record<string, string>>): Record<string, string> {
@@ -457,6 +473,8 @@ export class RestService {
       }
       const problem = input.check?.(body);
       if (problem) return { ok: false, failure: problem, detail: graphqlDetail(body), headers };
+      const mismatch = ep.checkResponse?.(body);
+      if (mismatch !== undefined) return { ok: false, failure: { kind: 'invalid-response' }, detail: `${status} does not match the response schema: ${mismatch}`, headers };
       const etag = headers['etag'];
       if (ep.conditional && typeof etag === 'string') ep.rememberEtag(cacheKey, etag, body);
       return { ok: true, status, headers, body, notModified: false };

@@ -187,7 +187,20 @@ export const EndpointSchema = Type.Object(
     items: Type.Optional(Type.String({ description: 'Where the list of items is in the body (sources), e.g. $.data.' })),
     conditional: Type.Optional(Type.Boolean({ description: 'Send If-None-Match with the last ETag (GET).' })),
     request: Type.Optional(Type.Object({ schema: Type.Optional(Type.Unknown()) }, { additionalProperties: true, description: 'The request body schema (documentation).' })),
-    response: Type.Optional(Type.Object({ schema: Type.Optional(Type.Unknown()) }, { additionalProperties: true, description: 'The 2xx response schema (documentation).' })),
+    response: Type.Optional(
+      Type.Object(
+        {
+          schema: Type.Optional(Type.Unknown({ description: 'The 2xx response body\'s JSON Schema (2020-12).' })),
+          validate: Type.Optional(
+            Type.Boolean({
+              default: false,
+              description: 'Check each 2xx body against `schema`: a body that does not match is an `invalid-response` failure (dead-lettered by default, with the violations).',
+            }),
+          ),
+        },
+        { additionalProperties: true, description: 'The 2xx response: its schema (documentation, or checked with validate: true).' },
+      ),
+    ),
     document: Type.Optional(Type.String({ description: 'GraphQL services: the operation (query, mutation or subscription).' })),
     variables: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'GraphQL services: variables template.' })),
   },
