@@ -146,7 +146,7 @@ describe('RestService calls', () => {
       endpoints: {
         checked: { method: 'GET', path: '/x', response: { schema, validate: true } },
         documented: { method: 'GET', path: '/x', response: { schema } },
-        retried: { method: 'GET', path: '/x', response: { schema, validate: true }, errors: { 'invalid-response': { action: 'retry', attempts: 2 } }, retry: { attempts: 3, backoff: 'constant', initial: '1ms' } },
+        retried: { method: 'GET', path: '/x', response: { schema, validate: true }, errors: { 'invalid-response': { action: 'retry', attempts: 2 } }, retry: { attempts: 3, backoff: 'fixed', initial: '1ms', max: '1ms', jitter: false } },
       },
     } as Partial<ServiceConfig>);
     expect((await svc.call('checked')).body).toEqual(body);
