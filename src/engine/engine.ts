@@ -409,6 +409,11 @@ export class Engine {
     renew.unref();
     try {
       while (!this.stopping && !f.failed) {
+        // Claim on the next turn: the answers to the commit that woke the pump, and requests
+        // already read from the sockets, go first instead of waiting behind the claim's
+        // synchronous transaction; what arrives meanwhile joins the same, larger claim.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (this.stopping || f.failed) break;
         let items: QueueItem[];
         try {
           items = await store.claim(queue, this.owner, { limit: f.spec.batchSize, leaseMs });
