@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -116,6 +117,16 @@ describe('webhook sink', () => {
     await new Promise((res) => setTimeout(res, 100));
     expect(receiver.received).toHaveLength(1);
     expect(sink.counts.deduplicated).toBe(1);
+  });
+
+  it('waits on the wake signal with one listener however often the loop waits (no listener build-up between wakes)', async () => {
+    const { sink } = await setup(systemClock);
+    const inner = sink as unknown as { woken(): Promise<void>; wakeController: AbortController };
+    const signal = inner.wakeController.signal;
+    const waits = Array.from({ length: 50 }, () => inner.woken());
+    expect(getEventListeners(signal, 'abort')).toHaveLength(1);
+    await sink.write([msg('evt_wake')]); // a write wakes the loop
+    await Promise.all(waits);
   });
 
   it('close gives back what it claimed and did not deliver (started and kept for later), so a restart sends it', async () => {

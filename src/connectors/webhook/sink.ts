@@ -242,6 +242,7 @@ export class WebhookSink implements Sink {
   private readonly deadlines: Deadlines;
   private readonly stop = new AbortController();
   private wakeController = new AbortController();
+  private wokenOn: { readonly signal: AbortSignal; readonly promise: Promise<void> } | undefined;
   private disabled: { at: number } | undefined;
   private fifoBlocks = new Map<string, FifoBlock>();
   private readonly loop: Promise<void>;
@@ -521,12 +522,16 @@ export class WebhookSink implements Sink {
     f?.resolve();
   }
 
+  /** Resolves when the current wake signal fires: one promise (one listener) per signal, however often the loop waits on it. */
   private woken(): Promise<void> {
     const signal = this.wakeController.signal;
-    return new Promise<void>((r) => {
+    if (this.wokenOn?.signal === signal) return this.wokenOn.promise;
+    const promise = new Promise<void>((r) => {
       if (signal.aborted) r();
       else signal.addEventListener('abort', () => r(), { once: true });
     });
+    this.wokenOn = { signal, promise };
+    return promise;
   }
 
   /** Gives claimed items not started yet back to the outbox (breaker not closed, stopping). */
