@@ -61,8 +61,8 @@ export const enqueueItemsDeduped = q(
 
 /** The insert of the leased enqueues, from `items` (id, message, ord) filtered by `where`. */
 const insertLeased = (where: string): string =>
-  `INSERT INTO queue_items (queue, id, message, available_at, enqueued_at, lease_owner)
-   SELECT $1, t.id, t.message, $4, $5, $6
+  `INSERT INTO queue_items (queue, id, message, available_at, enqueued_at, lease_owner, lease_until)
+   SELECT $1, t.id, t.message, $5, $5, $6, $4
      FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t(id, message, ord)
     ${where}
     ORDER BY t.ord
@@ -71,8 +71,8 @@ const insertLeased = (where: string): string =>
 
 /**
  * Like `enqueueItems`, and the rows are written leased: $1 queue, $2 ids, $3 messages, $4 lease
- * expiry (their available_at, as `claimItems` writes it), $5 now, $6 owner. Nobody else can
- * claim them before the expiry, so no listener is woken.
+ * expiry (their lease_until, as `claimItems` writes it), $5 now (due at once), $6 owner. Nobody
+ * else can claim them before the expiry, so no listener is woken.
  */
 export const enqueueItemsLeased = q('enqueue_leased', insertLeased(''));
 
