@@ -4,7 +4,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { RESUME_AFTER_STEP, type ComponentContext, type HttpRegistrar, type Sink, type Source, type SourceContext, type Step, type StepContext } from '../core/component.js';
 import { errorMessage, IxError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import { createMessage, type Message } from '../core/message.js';
+import { createMessage, toStored, type Message } from '../core/message.js';
 import type { ComponentSlot, Registry } from '../registry/registry.js';
 import type { LoadedSpec } from '../spec/load.js';
 import { SpecError, type SpecProblem } from '../spec/problem.js';
@@ -305,7 +305,7 @@ export class Engine {
       },
       persist: (batch, options) => {
         if (this.stopping) return Promise.reject(new IxError('IX_ENGINE_SHUTDOWN'));
-        return this.persister.persist(inboxQueue(name), batch, options);
+        return this.persister.persist(inboxQueue(name), batch, options, true);
       },
       http: this.o.http ?? noHttp,
       accepting: () => !this.stopping,
@@ -402,6 +402,32 @@ export class Engine {
       wakeResolve?.();
     };
     this.persister.onEnqueued(queue, f.wake);
+    // What this process's push sources persist comes straight here, leased to this worker
+    // (no claim, no decoding), up to two claims' worth; more waits in the inbox for a claim.
+    const handed: Message[] = [];
+    let pumping = true;
+    const handedMax = Math.max(2 * f.spec.batchSize, 256);
+    this.persister.handoffTo(queue, {
+      owner: this.owner,
+      leaseMs,
+      room: () => (pumping && !this.stopping && !f.failed ? handedMax - handed.length : 0),
+      take: (messages) => {
+        if (!pumping) {
+          // the pump already stopped: give them back to the inbox at once
+          store.release(queue, this.owner, messages.map((m) => m.id)).catch(() => undefined);
+          return;
+        }
+        for (const m of messages) {
+          handed.push(m);
+          held.add(m.id);
+        }
+        f.wake();
+      },
+    });
+    // While messages are handed over, the inbox is still claimed now and then: retries that
+    // came due, replayed dead letters and what other workers or full hand-overs left there.
+    let claimedAt = 0;
+    const claimEveryMs = 500;
     const renew = setInterval(() => {
       if (held.size === 0) return;
       store.extendLease(queue, this.owner, [...held], leaseMs).catch((err: unknown) => this.logger.warn({ flow: name, err: errorMessage(err) }, 'lease renewal failed'));
@@ -414,14 +440,22 @@ export class Engine {
         // synchronous transaction; what arrives meanwhile joins the same, larger claim.
         await new Promise<void>((resolve) => setImmediate(resolve));
         if (this.stopping || f.failed) break;
-        let items: QueueItem[];
-        try {
-          items = await store.claim(queue, this.owner, { limit: f.spec.batchSize, leaseMs });
-        } catch (err) {
-          this.logger.warn({ flow: name, err: errorMessage(err) }, 'inbox claim failed; retrying');
-          items = [];
+        let batch: Message[] = [];
+        if (handed.length === 0 || this.clock.now() - claimedAt >= claimEveryMs) {
+          claimedAt = this.clock.now();
+          let items: QueueItem[];
+          try {
+            items = await store.claim(queue, this.owner, { limit: f.spec.batchSize, leaseMs });
+          } catch (err) {
+            this.logger.warn({ flow: name, err: errorMessage(err) }, 'inbox claim failed; retrying');
+            items = [];
+          }
+          batch = items.map((i) => createMessage({ ...i.message, meta: { ...i.message.meta, attempts: i.attempts } }));
         }
-        if (items.length === 0) {
+        if (batch.length === 0 && handed.length > 0) {
+          batch = handed.splice(0, f.spec.batchSize).map((m) => createMessage({ ...toStored(m), meta: { ...m.meta, attempts: 0 } }));
+        }
+        if (batch.length === 0) {
           if (f.sourceDone && inFlight.size === 0) {
             const stats = await store.queueStats(queue);
             if (stats.ready + stats.leased === 0) break;
@@ -449,9 +483,8 @@ export class Engine {
           woken = false;
           continue;
         }
-        const ids = items.map((i) => i.message.id);
+        const ids = batch.map((m) => m.id);
         for (const id of ids) held.add(id);
-        const batch: Message[] = items.map((i) => createMessage({ ...i.message, meta: { ...i.message.meta, attempts: i.attempts } }));
         let settled: Promise<unknown>;
         try {
           settled = (await f.runner.emit(batch)).settled;
@@ -474,7 +507,12 @@ export class Engine {
       }
       await Promise.allSettled([...inFlight]);
     } finally {
+      pumping = false;
+      this.persister.handoffTo(queue, undefined);
       clearInterval(renew);
+      // handed over but not started: back to the inbox now rather than when the lease expires
+      const left = handed.splice(0).map((m) => m.id);
+      if (left.length > 0) await store.release(queue, this.owner, left).catch((err: unknown) => this.logger.warn({ flow: name, err: errorMessage(err) }, 'inbox release failed; the lease will expire'));
     }
   }
 }

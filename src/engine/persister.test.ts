@@ -44,3 +44,48 @@ describe('Persister', () => {
     expect((await Promise.all(later)).map((r) => r.persisted)).toEqual([[true], [true], [true]]);
   });
 });
+
+describe('Persister hand-over to a local consumer', () => {
+  const open = async () => {
+    const { SqliteStore } = await import('../store/sqlite/sqlite-store.js');
+    return new SqliteStore(':memory:');
+  };
+
+  it('writes the new messages leased to the consumer and hands over only those inserted', async () => {
+    const store = await open();
+    const p = new Persister(store);
+    const taken: string[][] = [];
+    p.handoffTo('inbox:f', { owner: 'me', leaseMs: 60_000, room: () => 100, take: (ms) => taken.push(ms.map((m) => m.id)) });
+    await store.enqueue('inbox:f', [{ message: { id: 'old', payload: 0, headers: {}, meta: {} } }]);
+    const r = await p.persist('inbox:f', ['a', 'old', 'b'].map((id) => createMessage({ id, payload: 1 })), {}, true);
+    expect(r.persisted).toEqual([true, false, true]);
+    await until(() => taken.length === 1);
+    expect(taken[0]).toEqual(['a', 'b']);
+    // leased to the consumer: a claim gets only the message that was already there
+    expect((await store.claim('inbox:f', 'other', { limit: 10, leaseMs: 1000 })).map((i) => i.message.id)).toEqual(['old']);
+    expect(await store.queueStats('inbox:f')).toMatchObject({ ready: 0, leased: 3 });
+    await store.close();
+  });
+
+  it('enqueues for claiming when the consumer has no room, or when the caller did not ask for a hand-over', async () => {
+    const store = await open();
+    const p = new Persister(store);
+    const taken: string[] = [];
+    let room = 1;
+    let woken = 0;
+    p.onEnqueued('inbox:f', () => woken++);
+    p.handoffTo('inbox:f', { owner: 'me', leaseMs: 60_000, room: () => room, take: (ms) => taken.push(...ms.map((m) => m.id)) });
+    await p.persist('inbox:f', ['a', 'b'].map((id) => createMessage({ id, payload: 1 })), {}, true); // 2 > room 1
+    room = 10;
+    await p.persist('inbox:f', [createMessage({ id: 'c', payload: 1 })]); // no hand-over asked (a step's forward)
+    await p.persist('inbox:f', [createMessage({ id: 'd', payload: 1 })], {}, true);
+    expect(taken).toEqual(['d']);
+    expect(woken).toBe(2);
+    expect((await store.claim('inbox:f', 'other', { limit: 10, leaseMs: 1000 })).map((i) => i.message.id)).toEqual(['a', 'b', 'c']);
+    p.handoffTo('inbox:f', undefined);
+    await p.persist('inbox:f', [createMessage({ id: 'e', payload: 1 })], {}, true);
+    expect(taken).toEqual(['d']);
+    expect((await store.claim('inbox:f', 'other', { limit: 10, leaseMs: 1000 })).map((i) => i.message.id)).toEqual(['e']);
+    await store.close();
+  });
+});

@@ -6,8 +6,24 @@ interface Pending {
   readonly queue: string;
   readonly batch: Message[];
   readonly ttlMs: number;
+  readonly handoff: boolean;
   resolve(r: PersistResult): void;
   reject(e: unknown): void;
+}
+
+/**
+ * A local consumer of a queue that takes newly persisted messages straight from the commit:
+ * they are written already leased to `owner` (`Store.enqueueLeased`), so the consumer skips
+ * claiming, reading and decoding them again. Another worker gets them only once the lease
+ * expired (a crash of this process).
+ */
+export interface Handoff {
+  readonly owner: string;
+  readonly leaseMs: number;
+  /** How many more messages the consumer takes now; a larger group is enqueued for claiming. */
+  room(): number;
+  /** The messages of one commit that were inserted (not duplicates), leased to `owner`. */
+  take(messages: Message[]): void;
 }
 
 /**
@@ -21,6 +37,7 @@ export class Persister {
   /** A group is being committed: calls made meanwhile form the next group. */
   private flushing = false;
   private readonly listeners = new Map<string, () => void>();
+  private readonly handoffs = new Map<string, Handoff>();
 
   /**
    * @param dedupeTtlMs how long a persisted id is remembered: a sender's retry of an id seen
@@ -36,10 +53,20 @@ export class Persister {
     this.listeners.set(queue, listener);
   }
 
-  persist(queue: string, batch: Message[], options: PersistOptions = {}): Promise<PersistResult> {
+  /** Sets (or with `undefined` removes) the local consumer that takes `queue`'s new messages. */
+  handoffTo(queue: string, handoff: Handoff | undefined): void {
+    if (handoff) this.handoffs.set(queue, handoff);
+    else this.handoffs.delete(queue);
+  }
+
+  /**
+   * Persists `batch` into `queue`. With `handoff`, the messages may go straight to the queue's
+   * local consumer after the commit; the caller must not change them afterwards.
+   */
+  persist(queue: string, batch: Message[], options: PersistOptions = {}, handoff = false): Promise<PersistResult> {
     const ttlMs = options.dedupeTtlMs ?? this.dedupeTtlMs;
     return new Promise((resolve, reject) => {
-      this.pending.push({ queue, batch, ttlMs, resolve, reject });
+      this.pending.push({ queue, batch, ttlMs, handoff, resolve, reject });
       this.schedule();
     });
   }
@@ -71,16 +98,20 @@ export class Persister {
     this.pending = [];
     const byQueue = new Map<string, Pending[]>();
     for (const p of work) {
-      const k = `${p.ttlMs} ${p.queue}`;
+      const k = `${p.handoff ? 'h' : 'q'} ${p.ttlMs} ${p.queue}`;
       const list = byQueue.get(k);
       if (list) list.push(p);
       else byQueue.set(k, [p]);
     }
     for (const list of byQueue.values()) {
-      const { queue, ttlMs } = list[0] as Pending;
+      const { queue, ttlMs, handoff: wanted } = list[0] as Pending;
       try {
         const items = list.flatMap((p) => p.batch.map((m) => ({ message: toStored(m) })));
-        const r = await this.store.enqueue(queue, items, { dedupeTtlMs: ttlMs });
+        const h = wanted ? this.handoffs.get(queue) : undefined;
+        const handoff = h && h.room() >= items.length ? h : undefined;
+        const r = handoff
+          ? await this.store.enqueueLeased(queue, handoff.owner, items, { dedupeTtlMs: ttlMs, leaseMs: handoff.leaseMs })
+          : await this.store.enqueue(queue, items, { dedupeTtlMs: ttlMs });
         let at = 0;
         for (const p of list) {
           const persisted = r.insertedFlags.slice(at, at + p.batch.length);
@@ -88,7 +119,12 @@ export class Persister {
           const accepted = persisted.filter(Boolean).length;
           p.resolve({ accepted, duplicates: p.batch.length - accepted, persisted });
         }
-        if (r.inserted > 0) this.listeners.get(queue)?.();
+        if (handoff) {
+          const taken: Message[] = [];
+          let i = 0;
+          for (const p of list) for (const m of p.batch) if (r.insertedFlags[i++] === true) taken.push(m);
+          if (taken.length > 0) handoff.take(taken);
+        } else if (r.inserted > 0) this.listeners.get(queue)?.();
       } catch (err) {
         for (const p of list) p.reject(err);
       }
