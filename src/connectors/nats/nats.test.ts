@@ -1,8 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstream, jetstreamManager, type DeliveryInfo, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createMessage } from '../../core/message.js';
+import { SqliteStore } from '../../store/sqlite/sqlite-store.js';
 import { serviceAvailable } from '../../testing/services.js';
 import { sinkContract, testSinkContext, type ReadBack } from '../../testing/sink-contract.js';
 import { sourceContract } from '../../testing/source-contract.js';
@@ -144,4 +148,67 @@ describe.skipIf(!up)('nats', () => {
     ctx.stop();
     await done;
   });
+
+  it('counts redeliveries in the store: a message that crashes the engine is dead-lettered even when the server hands it over with a count of 1', async () => {
+    const name = uid();
+    await jsm.streams.add({ name, subjects: [`${name}.>`] });
+    const js = jetstream(nc);
+    await js.publish(`${name}.x`, JSON.stringify({ n: 1 }), { msgID: `${name}-1` });
+    // As nats-server 2.9.10 can do after a consumer was SIGKILLed: every delivery reads as the first.
+    const probe = await (await js.consumers.get(name)).next({ expires: 2000 });
+    const proto = Object.getPrototypeOf(probe) as object;
+    const info = Object.getOwnPropertyDescriptor(proto, 'info') as PropertyDescriptor;
+    const firstEveryTime = function (this: unknown): DeliveryInfo {
+      return { ...(info.get?.call(this) as DeliveryInfo), deliveryCount: 1, redelivered: false };
+    };
+    Object.defineProperty(proto, 'info', { ...info, get: firstEveryTime });
+    const dir = mkdtempSync(join(tmpdir(), 'ix-nats-counts-'));
+    const store = new SqliteStore(join(dir, 'state.db'));
+    // the delivery count the source keeps in the store for the message (stream, durable, seq, time)
+    const counted = async (): Promise<number> => Number((await store.getCheckpoint(`nats-deliveries:${name}:ix:1:${String(probe?.info.timestampNanos)}`)) ?? 0);
+    const run = (decide: 'hang' | 'deliver'): { ctx: TestSourceContext; src: NatsSource; done: Promise<void> } => {
+      const ctx = new TestSourceContext({ store, decide: () => decide });
+      const src = new NatsSource(
+        withDefaults(NatsSourceConfig, {
+          subject: `${name}.>`,
+          jetstream: { stream: name, durable: 'ix', ackWait: '1s' },
+          maxDeliveries: 2,
+          reconnect: { initial: 100, max: 1000 },
+        }),
+      );
+      return { ctx, src, done: src.run(ctx) };
+    };
+    try {
+      // each run takes the message and dies before it settled
+      const seen: unknown[] = [];
+      for (let i = 0; i < 2; i++) {
+        const r = run('hang');
+        await r.ctx.waitFor(() => r.ctx.emitted.length > 0, 15_000, `delivery ${i + 1}`);
+        seen.push(r.ctx.emitted[0]?.meta['deliveries']);
+        r.ctx.stop();
+        r.done.catch(() => undefined);
+        await r.src.close();
+      }
+      expect(seen).toEqual([1, 2]);
+      expect(await counted()).toBe(2);
+      const last = run('deliver');
+      await last.ctx.waitFor(() => last.ctx.deadLettered.size === 1, 15_000, 'the dead letter');
+      expect([...last.ctx.deadLettered.values()][0]?.error).toMatch(/delivered 3 times, more than maxDeliveries 2/);
+      expect(last.ctx.delivered.size).toBe(0);
+      // acked once dead-lettered, and its count is gone from the store
+      await vi.waitFor(async () => expect(await counted()).toBe(0), { timeout: 5000 });
+      last.ctx.stop();
+      await last.done;
+      const again = run('deliver');
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(again.ctx.emitted.length).toBe(0);
+      again.ctx.stop();
+      await again.done;
+    } finally {
+      Object.defineProperty(proto, 'info', info);
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+      await jsm.streams.delete(name).catch(() => undefined);
+    }
+  }, 60_000);
 });

@@ -4,6 +4,7 @@ import type { JsMsg } from '@nats-io/jetstream';
 import type * as Transport from '@nats-io/transport-node';
 import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import type { Source, SourceContext } from '../../core/component.js';
+import { errorMessage } from '../../core/errors.js';
 import { createMessage, type Message } from '../../core/message.js';
 import { parseDuration } from '../../core/units.js';
 import { DeliveryCounter, DeliveryPump, backoffOf, childSignal, decodePayload, exceededError, runWithReconnect, type Delivery } from '../broker-kit.js';
@@ -32,6 +33,9 @@ interface NatsDelivery extends Delivery {
  * in progress (every third of `ackWait`), so the server redelivers only a dead worker's
  * messages, however long a batch takes. The server itself does not cap deliveries: a message
  * whose dead-lettering was cut short by a crash comes back and is dead-lettered then.
+ * Redeliveries are also counted in the store (the server can hand a crashed consumer's message
+ * over again with its count still at 1), so a message that crashes the engine every time still
+ * reaches `maxDeliveries`; the count is removed once the message is acked.
  * Without `jetstream`: a core subscription (at most once).
  */
 export class NatsSource implements Source {
@@ -112,8 +116,16 @@ export class NatsSource implements Source {
           lost.signal.addEventListener('abort', () => void messages.close(), { once: true });
           // in flight here, by stream sequence; delivery counts seen in this process (the server's
           // count can restart at 1 for a copy it hands over again)
-          const inFlight = new Map<number, NatsDelivery & { deliveries: number }>();
+          const inFlight = new Map<number, NatsDelivery & { deliveries: number; countKey?: string }>();
           const counts = new DeliveryCounter();
+          // Stream sequences up to this one went out before this session, to a process that may
+          // have crashed on them: the server's count of such a redelivery can stay at 1, so it is
+          // counted in the store as well (as is every delivery the server or this process counts
+          // past 1). First deliveries, nearly all of them, skip the store.
+          const deliveredBefore = existing?.delivered.stream_seq ?? 0;
+          const countKey = (m: JsMsg): string => `nats-deliveries:${j.stream}:${j.durable}:${m.seq}:${m.info.timestampNanos}`;
+          let chain: Promise<void> = Promise.resolve();
+          let queued = 0;
           const toMessage = (m: JsMsg, deliveries: number): Message => {
             const h = headersOf(m.headers);
             const decoded = decodePayload(m.data, c.format);
@@ -127,6 +139,22 @@ export class NatsSource implements Source {
               ...(h.key !== undefined ? { key: h.key } : {}),
               ...(error !== undefined ? { error } : {}),
             });
+          };
+          /** Raises a redelivery's count to one past what the store recorded, and records it, before the flow sees it. */
+          const countDurably = async (d: NatsDelivery & { deliveries: number; countKey?: string }, m: JsMsg): Promise<void> => {
+            const key = countKey(m);
+            try {
+              const stored = Number((await ctx.store.getCheckpoint(key)) ?? 0);
+              const n = Math.max(d.deliveries, Number.isFinite(stored) ? stored + 1 : 0, 2);
+              await ctx.store.setCheckpoint(key, String(n));
+              d.countKey = key;
+              if (n > d.deliveries) {
+                d.deliveries = n;
+                d.message = toMessage(d.copies[d.copies.length - 1] ?? m, n);
+              }
+            } catch (err) {
+              logger.warn({ err: errorMessage(err), seq: m.seq }, 'nats: could not record a delivery count; counting in this process only');
+            }
           };
           const reader = (async (): Promise<void> => {
             for await (const m of messages as AsyncIterable<JsMsg>) {
@@ -142,7 +170,7 @@ export class NatsSource implements Source {
                 continue;
               }
               const deliveries = counts.hit(String(seq), m.info.deliveryCount);
-              const d: NatsDelivery & { deliveries: number } = {
+              const d: NatsDelivery & { deliveries: number; countKey?: string } = {
                 copies: [m],
                 deliveries,
                 message: toMessage(m, deliveries),
@@ -150,6 +178,7 @@ export class NatsSource implements Source {
                   inFlight.delete(seq);
                   counts.forget(String(seq));
                   for (const x of d.copies) x.ack();
+                  if (d.countKey !== undefined) void ctx.store.deleteCheckpoint(d.countKey).catch(() => undefined);
                 },
                 nack: () => {
                   inFlight.delete(seq);
@@ -157,7 +186,22 @@ export class NatsSource implements Source {
                 },
               };
               inFlight.set(seq, d);
-              pump.push(d);
+              const again = deliveries > 1 || seq <= deliveredBefore;
+              if (!again && queued === 0) {
+                pump.push(d);
+                continue;
+              }
+              // through the chain, so a first delivery does not overtake a redelivery being counted
+              queued++;
+              chain = chain
+                .then(async () => {
+                  if (again) await countDurably(d, m);
+                  pump.push(d);
+                })
+                .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'nats: could not hand a message on'))
+                .finally(() => {
+                  queued--;
+                });
             }
           })();
           reader.then(
