@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstream, jetstreamManager, type DeliveryInfo, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type ConsumerInfo, type DeliveryInfo, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createMessage } from '../../core/message.js';
@@ -149,12 +149,12 @@ describe.skipIf(!up)('nats', () => {
     await done;
   });
 
-  it('counts redeliveries in the store: a message that crashes the engine is dead-lettered even when the server hands it over with a count of 1', async () => {
+  it('counts redeliveries in the store: a message that crashes the engine is dead-lettered even when the server hands it over as a first delivery', async () => {
     const name = uid();
     await jsm.streams.add({ name, subjects: [`${name}.>`] });
     const js = jetstream(nc);
     await js.publish(`${name}.x`, JSON.stringify({ n: 1 }), { msgID: `${name}-1` });
-    // As nats-server 2.9.10 can do after a consumer was SIGKILLed: every delivery reads as the first.
+    // As nats-server 2.9.10 can do after a consumer was SIGKILLed: every delivery reads as the first...
     const probe = await (await js.consumers.get(name)).next({ expires: 2000 });
     const proto = Object.getPrototypeOf(probe) as object;
     const info = Object.getOwnPropertyDescriptor(proto, 'info') as PropertyDescriptor;
@@ -162,6 +162,14 @@ describe.skipIf(!up)('nats', () => {
       return { ...(info.get?.call(this) as DeliveryInfo), deliveryCount: 1, redelivered: false };
     };
     Object.defineProperty(proto, 'info', { ...info, get: firstEveryTime });
+    // ...and rewinds the consumer's delivered sequence
+    const consumers = Object.getPrototypeOf(jsm.consumers) as { info: (stream: string, name: string) => Promise<ConsumerInfo> };
+    const consumerInfo = Object.getOwnPropertyDescriptor(consumers, 'info') as PropertyDescriptor;
+    const rewound = async function (this: unknown, stream: string, name: string): Promise<ConsumerInfo> {
+      const i = (await (consumerInfo.value as typeof consumers.info).call(this, stream, name)) as ConsumerInfo;
+      return { ...i, delivered: { ...i.delivered, stream_seq: 0 } };
+    };
+    Object.defineProperty(consumers, 'info', { ...consumerInfo, value: rewound });
     const dir = mkdtempSync(join(tmpdir(), 'ix-nats-counts-'));
     const store = new SqliteStore(join(dir, 'state.db'));
     // the delivery count the source keeps in the store for the message (stream, durable, seq, time)
@@ -206,9 +214,45 @@ describe.skipIf(!up)('nats', () => {
       await again.done;
     } finally {
       Object.defineProperty(proto, 'info', info);
+      Object.defineProperty(consumers, 'info', consumerInfo);
       await store.close();
       rmSync(dir, { recursive: true, force: true });
       await jsm.streams.delete(name).catch(() => undefined);
     }
   }, 60_000);
+
+  it('keeps no delivery counts for first deliveries: one delivered mark per batch', async () => {
+    const name = uid();
+    await jsm.streams.add({ name, subjects: [`${name}.>`] });
+    const dir = mkdtempSync(join(tmpdir(), 'ix-nats-first-'));
+    const sqlite = new SqliteStore(join(dir, 'state.db'));
+    const writes: string[] = [];
+    const store = new Proxy(sqlite, {
+      get: (t, prop) => {
+        const v = Reflect.get(t, prop) as unknown;
+        if (typeof v !== 'function') return v;
+        return (...args: unknown[]) => {
+          if (prop !== 'getCheckpoint') writes.push(`${String(prop)} ${String(args[0])}`);
+          return (v as (...a: unknown[]) => unknown).apply(t, args);
+        };
+      },
+    });
+    const ctx = new TestSourceContext({ store, batchSize: 10 });
+    const src = new NatsSource(withDefaults(NatsSourceConfig, { subject: `${name}.>`, jetstream: { stream: name, durable: 'ix' } }));
+    const done = src.run(ctx);
+    try {
+      const js = jetstream(nc);
+      await Promise.all(Array.from({ length: 50 }, (_, n) => js.publish(`${name}.x`, JSON.stringify({ n }))));
+      await ctx.waitFor(() => ctx.delivered.size === 50, 15_000, 'every message');
+      expect(new Set(writes)).toEqual(new Set([`setCheckpoint nats-delivered:${name}:ix`]));
+      expect(writes.length).toBeLessThanOrEqual(ctx.emits);
+      expect((await sqlite.getCheckpoint(`nats-delivered:${name}:ix`))?.split(' ')[1]).toBe('50');
+    } finally {
+      ctx.stop();
+      await done;
+      await sqlite.close();
+      rmSync(dir, { recursive: true, force: true });
+      await jsm.streams.delete(name).catch(() => undefined);
+    }
+  });
 });

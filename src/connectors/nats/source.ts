@@ -34,7 +34,7 @@ interface NatsDelivery extends Delivery {
  * messages, however long a batch takes. The server itself does not cap deliveries: a message
  * whose dead-lettering was cut short by a crash comes back and is dead-lettered then.
  * Redeliveries are also counted in the store (the server can hand a crashed consumer's message
- * over again with its count still at 1), so a message that crashes the engine every time still
+ * over again with its count back at 1), so a message that crashes the engine every time still
  * reaches `maxDeliveries`; the count is removed once the message is acked.
  * Without `jetstream`: a core subscription (at most once).
  */
@@ -53,10 +53,14 @@ export class NatsSource implements Source {
       this.nc = nc;
       const lost = childSignal(ctx.signal);
       void nc.closed().then(() => lost.abort(new Error('connection closed')));
+      // JetStream: records the stream sequences handed to the flow before it works on them (set
+      // once the consumer is known)
+      let beforeEmit: ((batch: NatsDelivery[]) => Promise<void>) | undefined;
       const pump = new DeliveryPump<NatsDelivery>(ctx, {
         logger,
         ...(c.jetstream
           ? {
+              beforeEmit: (batch: NatsDelivery[]) => beforeEmit?.(batch) ?? Promise.resolve(),
               keepAlive: {
                 everyMs: parseDuration(c.jetstream.ackWait) / 3,
                 touch: (held: NatsDelivery[]) => {
@@ -104,8 +108,9 @@ export class NatsSource implements Source {
             deliver_policy: j.deliverPolicy === 'new' ? jetstreamModule().DeliverPolicy.New : j.deliverPolicy === 'last' ? jetstreamModule().DeliverPolicy.Last : jetstreamModule().DeliverPolicy.All,
           };
           const existing = await jsm.consumers.info(j.stream, j.durable).catch(() => undefined);
+          let created = existing?.created;
           if (!existing) {
-            await jsm.consumers.add(j.stream, config);
+            created = (await jsm.consumers.add(j.stream, config)).created;
           } else {
             logger.debug('nats: updating the durable consumer');
             await jsm.consumers.update(j.stream, j.durable, { ack_wait: config.ack_wait, max_deliver: config.max_deliver, max_ack_pending: config.max_ack_pending });
@@ -118,11 +123,36 @@ export class NatsSource implements Source {
           // count can restart at 1 for a copy it hands over again)
           const inFlight = new Map<number, NatsDelivery & { deliveries: number; countKey?: string }>();
           const counts = new DeliveryCounter();
-          // Stream sequences up to this one went out before this session, to a process that may
-          // have crashed on them: the server's count of such a redelivery can stay at 1, so it is
-          // counted in the store as well (as is every delivery the server or this process counts
-          // past 1). First deliveries, nearly all of them, skip the store.
-          const deliveredBefore = existing?.delivered.stream_seq ?? 0;
+          // A redelivery is counted in the store as well: nats-server can hand a crashed consumer's
+          // message over again as a first delivery (its count back at 1, the consumer's delivered
+          // sequence rewound). So the highest stream sequence handed to the flow is recorded
+          // before the flow works on it (one write per batch, for this consumer: `created` tells
+          // a consumer made again apart), and a delivery at or below it, or one the server or this
+          // process counted past 1, takes one past the count the store holds for the message.
+          // First deliveries, nearly all of them, read and write no count.
+          const markKey = `nats-delivered:${j.stream}:${j.durable}`;
+          const mark = (
+            await ctx.store.getCheckpoint(markKey).catch((err: unknown) => {
+              logger.warn({ err: errorMessage(err) }, 'nats: could not read the delivered mark; counting redeliveries from the server');
+              return undefined;
+            })
+          )?.split(' ');
+          const marked = mark?.[0] === (created ?? '') && Number.isFinite(Number(mark?.[1])) ? Number(mark?.[1]) : 0;
+          const deliveredBefore = Math.max(marked, existing?.delivered.stream_seq ?? 0);
+          let written = marked;
+          let warned = false;
+          beforeEmit = async (batch) => {
+            let top = written;
+            for (const d of batch) for (const m of d.copies) top = Math.max(top, m.seq);
+            if (top <= written) return;
+            try {
+              await ctx.store.setCheckpoint(markKey, `${created ?? ''} ${top}`);
+              written = top;
+            } catch (err) {
+              if (!warned) logger.warn({ err: errorMessage(err) }, 'nats: could not record the delivered mark; a crash now may cost a delivery count');
+              warned = true;
+            }
+          };
           const countKey = (m: JsMsg): string => `nats-deliveries:${j.stream}:${j.durable}:${m.seq}:${m.info.timestampNanos}`;
           let chain: Promise<void> = Promise.resolve();
           let queued = 0;
