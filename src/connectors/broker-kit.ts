@@ -258,6 +258,11 @@ export interface DeliveryPumpOptions<D extends Delivery = Delivery> {
    * delivery's `ack`.
    */
   ackBatch?(batch: D[]): Promise<void>;
+  /**
+   * Called with each batch before the flow gets it, and awaited: what a source must record
+   * before the flow may work on a batch (a failure is the source's to handle).
+   */
+  beforeEmit?(batch: D[]): Promise<void>;
 }
 
 /**
@@ -369,6 +374,8 @@ export class DeliveryPump<D extends Delivery = Delivery> {
           if (until.aborted || this.closed) break;
         }
         const batch = this.queue.splice(0, this.ctx.batchSize);
+        const beforeEmit = this.opts.beforeEmit;
+        if (beforeEmit) await safe(() => beforeEmit(batch));
         let ack: Ack;
         try {
           ack = await this.ctx.emit(batch.map((d) => d.message));

@@ -15,6 +15,8 @@ export interface TestSourceContextOptions {
   /** Milliseconds before a batch settles. @defaultValue 0 */
   settleDelayMs?: number;
   name?: string;
+  /** The store the source sees. @defaultValue one that fails every call */
+  store?: ComponentStore;
 }
 
 /**
@@ -36,7 +38,7 @@ export class TestSourceContext implements SourceContext {
     },
     has: () => false,
   };
-  readonly store: ComponentStore = noStore;
+  readonly store: ComponentStore;
   readonly owner = 'test-worker';
   readonly controller = new AbortController();
   readonly signal = this.controller.signal;
@@ -59,6 +61,7 @@ export class TestSourceContext implements SourceContext {
     this.clock = opts.clock ?? systemClock;
     this.decide = opts.decide ?? (() => 'deliver');
     this.settleDelayMs = opts.settleDelayMs ?? 0;
+    this.store = opts.store ?? noStore;
   }
 
   readonly checkpoint = {

@@ -58,10 +58,7 @@ async function fixture(server: string): Promise<CrashFixture> {
 }
 
 describe.skipIf(!serviceAvailable('nats'))('nats end to end', () => {
-  // countsDeliveries is off: with nats-server 2.9.10 the poison-message-across-crashes case
-  // never dead-letters (six SIGKILLed runs each get the message and none sees a delivery count
-  // past maxDeliveries 2). An open defect of the JetStream source, not of this suite.
-  brokerCrashSuite('nats-jetstream', () => fixture('127.0.0.1:4222'), { brokerAddress: '127.0.0.1:4222', countsDeliveries: false });
+  brokerCrashSuite('nats-jetstream', () => fixture('127.0.0.1:4222'), { brokerAddress: '127.0.0.1:4222', countsDeliveries: true });
   // A nats-server of this test's own (the shared one on :4222 serves other suites), storing on disk.
   brokerRestartSuite(
     'nats-jetstream',

@@ -1,8 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstream, jetstreamManager, type ConsumerInfo, type DeliveryInfo, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createMessage } from '../../core/message.js';
+import { SqliteStore } from '../../store/sqlite/sqlite-store.js';
 import { serviceAvailable } from '../../testing/services.js';
 import { sinkContract, testSinkContext, type ReadBack } from '../../testing/sink-contract.js';
 import { sourceContract } from '../../testing/source-contract.js';
@@ -143,5 +147,112 @@ describe.skipIf(!up)('nats', () => {
     await sink.close();
     ctx.stop();
     await done;
+  });
+
+  it('counts redeliveries in the store: a message that crashes the engine is dead-lettered even when the server hands it over as a first delivery', async () => {
+    const name = uid();
+    await jsm.streams.add({ name, subjects: [`${name}.>`] });
+    const js = jetstream(nc);
+    await js.publish(`${name}.x`, JSON.stringify({ n: 1 }), { msgID: `${name}-1` });
+    // As nats-server 2.9.10 can do after a consumer was SIGKILLed: every delivery reads as the first...
+    const probe = await (await js.consumers.get(name)).next({ expires: 2000 });
+    const proto = Object.getPrototypeOf(probe) as object;
+    const info = Object.getOwnPropertyDescriptor(proto, 'info') as PropertyDescriptor;
+    const firstEveryTime = function (this: unknown): DeliveryInfo {
+      return { ...(info.get?.call(this) as DeliveryInfo), deliveryCount: 1, redelivered: false };
+    };
+    Object.defineProperty(proto, 'info', { ...info, get: firstEveryTime });
+    // ...and rewinds the consumer's delivered sequence
+    const consumers = Object.getPrototypeOf(jsm.consumers) as { info: (stream: string, name: string) => Promise<ConsumerInfo> };
+    const consumerInfo = Object.getOwnPropertyDescriptor(consumers, 'info') as PropertyDescriptor;
+    const rewound = async function (this: unknown, stream: string, name: string): Promise<ConsumerInfo> {
+      const i = (await (consumerInfo.value as typeof consumers.info).call(this, stream, name)) as ConsumerInfo;
+      return { ...i, delivered: { ...i.delivered, stream_seq: 0 } };
+    };
+    Object.defineProperty(consumers, 'info', { ...consumerInfo, value: rewound });
+    const dir = mkdtempSync(join(tmpdir(), 'ix-nats-counts-'));
+    const store = new SqliteStore(join(dir, 'state.db'));
+    // the delivery count the source keeps in the store for the message (stream, durable, seq, time)
+    const counted = async (): Promise<number> => Number((await store.getCheckpoint(`nats-deliveries:${name}:ix:1:${String(probe?.info.timestampNanos)}`)) ?? 0);
+    const run = (decide: 'hang' | 'deliver'): { ctx: TestSourceContext; src: NatsSource; done: Promise<void> } => {
+      const ctx = new TestSourceContext({ store, decide: () => decide });
+      const src = new NatsSource(
+        withDefaults(NatsSourceConfig, {
+          subject: `${name}.>`,
+          jetstream: { stream: name, durable: 'ix', ackWait: '1s' },
+          maxDeliveries: 2,
+          reconnect: { initial: 100, max: 1000 },
+        }),
+      );
+      return { ctx, src, done: src.run(ctx) };
+    };
+    try {
+      // each run takes the message and dies before it settled
+      const seen: unknown[] = [];
+      for (let i = 0; i < 2; i++) {
+        const r = run('hang');
+        await r.ctx.waitFor(() => r.ctx.emitted.length > 0, 15_000, `delivery ${i + 1}`);
+        seen.push(r.ctx.emitted[0]?.meta['deliveries']);
+        r.ctx.stop();
+        r.done.catch(() => undefined);
+        await r.src.close();
+      }
+      expect(seen).toEqual([1, 2]);
+      expect(await counted()).toBe(2);
+      const last = run('deliver');
+      await last.ctx.waitFor(() => last.ctx.deadLettered.size === 1, 15_000, 'the dead letter');
+      expect([...last.ctx.deadLettered.values()][0]?.error).toMatch(/delivered 3 times, more than maxDeliveries 2/);
+      expect(last.ctx.delivered.size).toBe(0);
+      // acked once dead-lettered, and its count is gone from the store
+      await vi.waitFor(async () => expect(await counted()).toBe(0), { timeout: 5000 });
+      last.ctx.stop();
+      await last.done;
+      const again = run('deliver');
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(again.ctx.emitted.length).toBe(0);
+      again.ctx.stop();
+      await again.done;
+    } finally {
+      Object.defineProperty(proto, 'info', info);
+      Object.defineProperty(consumers, 'info', consumerInfo);
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+      await jsm.streams.delete(name).catch(() => undefined);
+    }
+  }, 60_000);
+
+  it('keeps no delivery counts for first deliveries: one delivered mark per batch', async () => {
+    const name = uid();
+    await jsm.streams.add({ name, subjects: [`${name}.>`] });
+    const dir = mkdtempSync(join(tmpdir(), 'ix-nats-first-'));
+    const sqlite = new SqliteStore(join(dir, 'state.db'));
+    const writes: string[] = [];
+    const store = new Proxy(sqlite, {
+      get: (t, prop) => {
+        const v = Reflect.get(t, prop) as unknown;
+        if (typeof v !== 'function') return v;
+        return (...args: unknown[]) => {
+          if (prop !== 'getCheckpoint') writes.push(`${String(prop)} ${String(args[0])}`);
+          return (v as (...a: unknown[]) => unknown).apply(t, args);
+        };
+      },
+    });
+    const ctx = new TestSourceContext({ store, batchSize: 10 });
+    const src = new NatsSource(withDefaults(NatsSourceConfig, { subject: `${name}.>`, jetstream: { stream: name, durable: 'ix' } }));
+    const done = src.run(ctx);
+    try {
+      const js = jetstream(nc);
+      await Promise.all(Array.from({ length: 50 }, (_, n) => js.publish(`${name}.x`, JSON.stringify({ n }))));
+      await ctx.waitFor(() => ctx.delivered.size === 50, 15_000, 'every message');
+      expect(new Set(writes)).toEqual(new Set([`setCheckpoint nats-delivered:${name}:ix`]));
+      expect(writes.length).toBeLessThanOrEqual(ctx.emits);
+      expect((await sqlite.getCheckpoint(`nats-delivered:${name}:ix`))?.split(' ')[1]).toBe('50');
+    } finally {
+      ctx.stop();
+      await done;
+      await sqlite.close();
+      rmSync(dir, { recursive: true, force: true });
+      await jsm.streams.delete(name).catch(() => undefined);
+    }
   });
 });

@@ -4,6 +4,7 @@ import type { JsMsg } from '@nats-io/jetstream';
 import type * as Transport from '@nats-io/transport-node';
 import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import type { Source, SourceContext } from '../../core/component.js';
+import { errorMessage } from '../../core/errors.js';
 import { createMessage, type Message } from '../../core/message.js';
 import { parseDuration } from '../../core/units.js';
 import { DeliveryCounter, DeliveryPump, backoffOf, childSignal, decodePayload, exceededError, runWithReconnect, type Delivery } from '../broker-kit.js';
@@ -32,6 +33,9 @@ interface NatsDelivery extends Delivery {
  * in progress (every third of `ackWait`), so the server redelivers only a dead worker's
  * messages, however long a batch takes. The server itself does not cap deliveries: a message
  * whose dead-lettering was cut short by a crash comes back and is dead-lettered then.
+ * Redeliveries are also counted in the store (the server can hand a crashed consumer's message
+ * over again with its count back at 1), so a message that crashes the engine every time still
+ * reaches `maxDeliveries`; the count is removed once the message is acked.
  * Without `jetstream`: a core subscription (at most once).
  */
 export class NatsSource implements Source {
@@ -49,10 +53,14 @@ export class NatsSource implements Source {
       this.nc = nc;
       const lost = childSignal(ctx.signal);
       void nc.closed().then(() => lost.abort(new Error('connection closed')));
+      // JetStream: records the stream sequences handed to the flow before it works on them (set
+      // once the consumer is known)
+      let beforeEmit: ((batch: NatsDelivery[]) => Promise<void>) | undefined;
       const pump = new DeliveryPump<NatsDelivery>(ctx, {
         logger,
         ...(c.jetstream
           ? {
+              beforeEmit: (batch: NatsDelivery[]) => beforeEmit?.(batch) ?? Promise.resolve(),
               keepAlive: {
                 everyMs: parseDuration(c.jetstream.ackWait) / 3,
                 touch: (held: NatsDelivery[]) => {
@@ -100,8 +108,9 @@ export class NatsSource implements Source {
             deliver_policy: j.deliverPolicy === 'new' ? jetstreamModule().DeliverPolicy.New : j.deliverPolicy === 'last' ? jetstreamModule().DeliverPolicy.Last : jetstreamModule().DeliverPolicy.All,
           };
           const existing = await jsm.consumers.info(j.stream, j.durable).catch(() => undefined);
+          let created = existing?.created;
           if (!existing) {
-            await jsm.consumers.add(j.stream, config);
+            created = (await jsm.consumers.add(j.stream, config)).created;
           } else {
             logger.debug('nats: updating the durable consumer');
             await jsm.consumers.update(j.stream, j.durable, { ack_wait: config.ack_wait, max_deliver: config.max_deliver, max_ack_pending: config.max_ack_pending });
@@ -112,8 +121,41 @@ export class NatsSource implements Source {
           lost.signal.addEventListener('abort', () => void messages.close(), { once: true });
           // in flight here, by stream sequence; delivery counts seen in this process (the server's
           // count can restart at 1 for a copy it hands over again)
-          const inFlight = new Map<number, NatsDelivery & { deliveries: number }>();
+          const inFlight = new Map<number, NatsDelivery & { deliveries: number; countKey?: string }>();
           const counts = new DeliveryCounter();
+          // A redelivery is counted in the store as well: nats-server can hand a crashed consumer's
+          // message over again as a first delivery (its count back at 1, the consumer's delivered
+          // sequence rewound). So the highest stream sequence handed to the flow is recorded
+          // before the flow works on it (one write per batch, for this consumer: `created` tells
+          // a consumer made again apart), and a delivery at or below it, or one the server or this
+          // process counted past 1, takes one past the count the store holds for the message.
+          // First deliveries, nearly all of them, read and write no count.
+          const markKey = `nats-delivered:${j.stream}:${j.durable}`;
+          const mark = (
+            await ctx.store.getCheckpoint(markKey).catch((err: unknown) => {
+              logger.warn({ err: errorMessage(err) }, 'nats: could not read the delivered mark; counting redeliveries from the server');
+              return undefined;
+            })
+          )?.split(' ');
+          const marked = mark?.[0] === (created ?? '') && Number.isFinite(Number(mark?.[1])) ? Number(mark?.[1]) : 0;
+          const deliveredBefore = Math.max(marked, existing?.delivered.stream_seq ?? 0);
+          let written = marked;
+          let warned = false;
+          beforeEmit = async (batch) => {
+            let top = written;
+            for (const d of batch) for (const m of d.copies) top = Math.max(top, m.seq);
+            if (top <= written) return;
+            try {
+              await ctx.store.setCheckpoint(markKey, `${created ?? ''} ${top}`);
+              written = top;
+            } catch (err) {
+              if (!warned) logger.warn({ err: errorMessage(err) }, 'nats: could not record the delivered mark; a crash now may cost a delivery count');
+              warned = true;
+            }
+          };
+          const countKey = (m: JsMsg): string => `nats-deliveries:${j.stream}:${j.durable}:${m.seq}:${m.info.timestampNanos}`;
+          let chain: Promise<void> = Promise.resolve();
+          let queued = 0;
           const toMessage = (m: JsMsg, deliveries: number): Message => {
             const h = headersOf(m.headers);
             const decoded = decodePayload(m.data, c.format);
@@ -127,6 +169,22 @@ export class NatsSource implements Source {
               ...(h.key !== undefined ? { key: h.key } : {}),
               ...(error !== undefined ? { error } : {}),
             });
+          };
+          /** Raises a redelivery's count to one past what the store recorded, and records it, before the flow sees it. */
+          const countDurably = async (d: NatsDelivery & { deliveries: number; countKey?: string }, m: JsMsg): Promise<void> => {
+            const key = countKey(m);
+            try {
+              const stored = Number((await ctx.store.getCheckpoint(key)) ?? 0);
+              const n = Math.max(d.deliveries, Number.isFinite(stored) ? stored + 1 : 0, 2);
+              await ctx.store.setCheckpoint(key, String(n));
+              d.countKey = key;
+              if (n > d.deliveries) {
+                d.deliveries = n;
+                d.message = toMessage(d.copies[d.copies.length - 1] ?? m, n);
+              }
+            } catch (err) {
+              logger.warn({ err: errorMessage(err), seq: m.seq }, 'nats: could not record a delivery count; counting in this process only');
+            }
           };
           const reader = (async (): Promise<void> => {
             for await (const m of messages as AsyncIterable<JsMsg>) {
@@ -142,7 +200,7 @@ export class NatsSource implements Source {
                 continue;
               }
               const deliveries = counts.hit(String(seq), m.info.deliveryCount);
-              const d: NatsDelivery & { deliveries: number } = {
+              const d: NatsDelivery & { deliveries: number; countKey?: string } = {
                 copies: [m],
                 deliveries,
                 message: toMessage(m, deliveries),
@@ -150,6 +208,7 @@ export class NatsSource implements Source {
                   inFlight.delete(seq);
                   counts.forget(String(seq));
                   for (const x of d.copies) x.ack();
+                  if (d.countKey !== undefined) void ctx.store.deleteCheckpoint(d.countKey).catch(() => undefined);
                 },
                 nack: () => {
                   inFlight.delete(seq);
@@ -157,7 +216,22 @@ export class NatsSource implements Source {
                 },
               };
               inFlight.set(seq, d);
-              pump.push(d);
+              const again = deliveries > 1 || seq <= deliveredBefore;
+              if (!again && queued === 0) {
+                pump.push(d);
+                continue;
+              }
+              // through the chain, so a first delivery does not overtake a redelivery being counted
+              queued++;
+              chain = chain
+                .then(async () => {
+                  if (again) await countDurably(d, m);
+                  pump.push(d);
+                })
+                .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'nats: could not hand a message on'))
+                .finally(() => {
+                  queued--;
+                });
             }
           })();
           reader.then(
