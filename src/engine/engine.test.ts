@@ -1,9 +1,10 @@
 import { Type } from '@sinclair/typebox';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { permanent } from '../core/errors.js';
-import { deriveMessage, type Message } from '../core/message.js';
+import { createMessage, deriveMessage, type Message } from '../core/message.js';
 import { Outcome } from '../core/component.js';
 import { createRegistry } from '../app/registry.js';
+import { defineSource } from '../registry/registry.js';
 import { SpecError } from '../spec/problem.js';
 import { engineFromYaml } from '../testing/harness.js';
 import { feed, hooks, outcomesOf, receivedBy, registerMemory, resetMemory } from '../testing/memory.js';
@@ -231,5 +232,60 @@ describe('engine: component checks before anything is built', () => {
     expect(err).toBeInstanceOf(SpecError);
     expect((err as SpecError).problems.map((p) => `${p.line}:${p.col}: ${p.message}`)).toEqual(['8:32: not today', '9:32: target bad is unreachable']);
     expect(created).toBe(0);
+  });
+});
+
+describe('engine: push sources hand their messages straight to the flow', () => {
+  const pushRegistry = registerMemory(createRegistry());
+  let pushed = 0;
+  pushRegistry.registerSource(
+    defineSource({
+      kind: 'pusher',
+      summary: 'Test source: persists `count` messages one by one, then stays open until shutdown.',
+      config: Type.Object({ count: Type.Number() }),
+      create: (config) => ({
+        async run(ctx) {
+          for (let i = 0; i < config.count; i++) {
+            await ctx.persist([createMessage({ id: `push-${i}`, payload: i })]);
+            pushed++;
+          }
+          await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
+        },
+      }),
+    }),
+  );
+  const pushSpec = (count: number, extra = ''): string => spec(`source: { pusher: { count: ${count} } }\nsink: { memory: { name: out } }\nbatchSize: 1\nconcurrency: 1${extra}`);
+
+  it('delivers what was persisted, and what already waited in the inbox, and completes every one', async () => {
+    pushed = 0;
+    const t = await engineFromYaml(pushSpec(50), pushRegistry);
+    await t.store.enqueue('inbox:f', [{ message: { id: 'waiting', payload: 0, headers: {}, meta: {} } }]);
+    t.engine.start();
+    const end = Date.now() + 10_000;
+    while (receivedBy('out').length < 51 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    expect(new Set(receivedBy('out').map((m) => m.id)).size).toBe(51);
+    expect(receivedBy('out').find((m) => m.id === 'push-0')?.meta['attempts']).toBe(0);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await t.store.queueStats('inbox:f')).toEqual({ ready: 0, scheduled: 0, leased: 0 });
+    await t.close();
+  });
+
+  it('gives back at stop what was handed over but not started, at once rather than when its lease expires', async () => {
+    pushed = 0;
+    let release: () => void = () => undefined;
+    const stuck = new Promise<void>((r) => (release = r));
+    hooks.set('out', () => stuck);
+    const t = await engineFromYaml(pushSpec(20), pushRegistry);
+    t.engine.start();
+    const end = Date.now() + 10_000;
+    while (pushed < 20 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    expect(pushed).toBe(20);
+    await t.engine.stop(100);
+    release();
+    const stats = await t.store.queueStats('inbox:f');
+    // the sink holds one, the runner another; the rest waited in the hand-over and are ready again
+    expect(stats.ready).toBeGreaterThanOrEqual(15);
+    expect(stats.ready + stats.leased).toBe(20);
+    await t.store.close();
   });
 });

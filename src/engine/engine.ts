@@ -424,6 +424,17 @@ export class Engine {
         f.wake();
       },
     });
+    // Handed over but not started: back to the inbox at stop (before any drain wait, as a
+    // stuck sink may hold the pump) rather than when the lease expires.
+    const giveBack = async (): Promise<void> => {
+      pumping = false;
+      this.persister.handoffTo(queue, undefined);
+      const left = handed.splice(0).map((m) => m.id);
+      for (const id of left) held.delete(id);
+      if (left.length > 0) await store.release(queue, this.owner, left).catch((err: unknown) => this.logger.warn({ flow: name, err: errorMessage(err) }, 'inbox release failed; the lease will expire'));
+    };
+    const onStop = (): void => void giveBack();
+    this.intake.signal.addEventListener('abort', onStop, { once: true });
     // While messages are handed over, the inbox is still claimed now and then: retries that
     // came due, replayed dead letters and what other workers or full hand-overs left there.
     let claimedAt = 0;
@@ -507,12 +518,9 @@ export class Engine {
       }
       await Promise.allSettled([...inFlight]);
     } finally {
-      pumping = false;
-      this.persister.handoffTo(queue, undefined);
+      this.intake.signal.removeEventListener('abort', onStop);
       clearInterval(renew);
-      // handed over but not started: back to the inbox now rather than when the lease expires
-      const left = handed.splice(0).map((m) => m.id);
-      if (left.length > 0) await store.release(queue, this.owner, left).catch((err: unknown) => this.logger.warn({ flow: name, err: errorMessage(err) }, 'inbox release failed; the lease will expire'));
+      await giveBack();
     }
   }
 }
