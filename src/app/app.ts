@@ -62,6 +62,11 @@ export async function startApp(options: AppOptions): Promise<App> {
     options.logger ?? createLogger({ secrets: loaded.secretValues, ...(options.logLevel ? { level: options.logLevel } : {}) });
   const storeUrl = options.store ?? loaded.spec.store ?? DEFAULT_STORE;
   const store = await openStore(storeUrl, loaded.baseDir, options.clock);
+  try {
+    await releaseHoldingsOfGoneProcesses(store, logger);
+  } catch (err) {
+    logger.warn({ err: errorMessage(err) }, 'could not look for holdings of stopped processes; their leases will expire');
+  }
   const publicServer = new PublicServer(logger.child({ component: 'http' }));
   let engine: Engine;
   try {
@@ -192,4 +197,36 @@ function startHeartbeat(
       await store.removeWorker?.(worker.id).catch(() => undefined);
     },
   };
+}
+
+/**
+ * A worker id is `host:pid:…`. On SQLite every worker runs on this machine, so one whose
+ * process is gone (a SIGKILL, a power cut) can be told apart: what it held is given back at
+ * once instead of when its leases expire. A process that is alive, or whose pid was reused,
+ * keeps its holdings (they expire as usual).
+ */
+export async function releaseHoldingsOfGoneProcesses(store: Store, logger: Logger): Promise<void> {
+  if (!store.holders || !store.releaseHoldings) return;
+  const here = hostname();
+  const gone = new Set<string>();
+  for (const owner of await store.holders()) {
+    const id = owner.split('/', 1)[0] as string;
+    const [host, pidText] = id.split(':');
+    const pid = Number(pidText);
+    if (host !== here || !Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
+    gone.add(id);
+  }
+  for (const id of gone) {
+    const n = await store.releaseHoldings(id);
+    if (n > 0) logger.warn({ worker: id, released: n }, 'gave back what a stopped process held (queue items are ready again)');
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

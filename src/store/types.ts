@@ -103,6 +103,14 @@ export interface Store {
   listWorkers?(): Promise<WorkerStatus[]>;
   /** Removes a worker on clean shutdown. */
   removeWorker?(id: string): Promise<void>;
+  /** Owners that hold queue items or named leases now (SQLite: to find a dead process's holdings). */
+  holders?(): Promise<string[]>;
+  /**
+   * Gives back at once what worker `id` holds (as owner `id` or `id/…`): its queue items are
+   * ready again, without counting an attempt, and its named leases are dropped. Only for a
+   * worker known to be gone. Returns how many were given back.
+   */
+  releaseHoldings?(id: string): Promise<number>;
 }
 
 export interface WorkerHeartbeat {

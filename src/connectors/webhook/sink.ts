@@ -267,7 +267,8 @@ export class WebhookSink implements Sink {
     this.logger = ctx.logger.child({ sink: ctx.name, endpoint: s.url.origin });
     this.flow = ctx.flow;
     this.queue = `outbox:${ctx.flow}:${ctx.name}`;
-    this.owner = `${this.queue}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    // under this worker's id, so its holdings count as the worker's (`ix status`, and given back at start after a crash)
+    this.owner = `${ctx.owner}/${this.queue}:${randomBytes(4).toString('hex')}`;
     this.random = options.random ?? Math.random;
     this.href = s.url.href;
     this.origin = s.url.origin;

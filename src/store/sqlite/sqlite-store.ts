@@ -268,6 +268,24 @@ export class SqliteStore implements Store {
     return false;
   }
 
+  holders(): Promise<string[]> {
+    const rows = this.db
+      .prepare('SELECT DISTINCT lease_owner AS owner FROM queue_items WHERE lease_owner IS NOT NULL UNION SELECT DISTINCT owner FROM leases')
+      .all() as Row[];
+    return Promise.resolve(rows.map((r) => r['owner'] as string));
+  }
+
+  releaseHoldings(id: string): Promise<number> {
+    const now = this.clock.now();
+    const under = `${id.replace(/[\\%_]/g, (c) => `\\${c}`)}/%`;
+    let n = 0;
+    this.tx(() => {
+      n += this.db.prepare("UPDATE queue_items SET lease_owner = NULL, available_at = ? WHERE lease_owner = ? OR lease_owner LIKE ? ESCAPE '\\'").run(now, id, under).changes;
+      n += this.db.prepare("DELETE FROM leases WHERE owner = ? OR owner LIKE ? ESCAPE '\\'").run(id, under).changes;
+    });
+    return Promise.resolve(n);
+  }
+
   getCheckpoint(key: string): Promise<string | undefined> {
     const row = this.stmts.getCheckpoint.get(key) as Row | undefined;
     return Promise.resolve(row ? (row['value'] as string) : undefined);
