@@ -393,7 +393,8 @@ export class Engine {
     const queue = inboxQueue(name);
     const leaseMs = this.o.leaseMs ?? 60_000;
     const pollMs = this.o.pollMs ?? 1000;
-    const held = new Set<string>();
+    /** The ids of each claimed batch not acknowledged yet (their leases are renewed). */
+    const held = new Set<readonly string[]>();
     const inFlight = new Set<Promise<unknown>>();
     let woken = false;
     let wakeResolve: (() => void) | undefined;
@@ -404,7 +405,7 @@ export class Engine {
     this.persister.onEnqueued(queue, f.wake);
     const renew = setInterval(() => {
       if (held.size === 0) return;
-      store.extendLease(queue, this.owner, [...held], leaseMs).catch((err: unknown) => this.logger.warn({ flow: name, err: errorMessage(err) }, 'lease renewal failed'));
+      store.extendLease(queue, this.owner, [...held].flat(), leaseMs).catch((err: unknown) => this.logger.warn({ flow: name, err: errorMessage(err) }, 'lease renewal failed'));
     }, Math.max(1000, Math.floor(leaseMs / 3)));
     renew.unref();
     try {
@@ -450,7 +451,7 @@ export class Engine {
           continue;
         }
         const ids = items.map((i) => i.message.id);
-        for (const id of ids) held.add(id);
+        held.add(ids);
         const batch: Message[] = items.map((i) => createMessage({ ...i.message, meta: { ...i.message.meta, attempts: i.attempts } }));
         let settled: Promise<unknown>;
         try {
@@ -465,7 +466,7 @@ export class Engine {
           )
           .catch((err: unknown) => this.logger.warn({ flow: name, err: errorMessage(err) }, 'inbox acknowledgement failed; the lease will expire'))
           .finally(() => {
-            for (const id of ids) held.delete(id);
+            held.delete(ids);
             inFlight.delete(p);
             // The flow may be finished now: let the pump look.
             if (inFlight.size === 0 && f.sourceDone) f.wake();
