@@ -393,6 +393,7 @@ export class Engine {
     const queue = inboxQueue(name);
     const leaseMs = this.o.leaseMs ?? 60_000;
     const pollMs = this.o.pollMs ?? 1000;
+    /** The ids claimed or handed over and not acknowledged yet (their leases are renewed). */
     const held = new Set<string>();
     const inFlight = new Set<Promise<unknown>>();
     let woken = false;

@@ -70,7 +70,19 @@ export class PostgresStore implements Store {
    * queue and id, so `complete` deletes by primary key. A seq is never reused, so a stale
    * entry matches no row; an id it does not know is completed by (queue, id) as before.
    */
-  private readonly claimed = new Map<string, number>();
+  private readonly claimed = new Map<string, Map<string, number>>();
+  /** Entries in `claimed`, over every queue. */
+  private claimedCount = 0;
+  /**
+   * Per queue with a backlog (its last claim here came back full), where that claim stopped
+   * in the queue's order: the next claim walks on from there (`claimItemsAfter`) instead of
+   * stepping over every row the workers hold. Rows behind it can become ready again (a
+   * release or an expired lease elsewhere, a rolled-back claim), so a claim walks from the
+   * start when the walk from the cursor comes back short, when `FULL_WALK_MS` passed since
+   * the last walk from the start, and after this store released or rescheduled an item of
+   * the queue.
+   */
+  private readonly cursors = new Map<string, ClaimCursor>();
 
   private constructor(pool: pg.Pool, c: ResolvedConnection, options: PostgresStoreOptions) {
     this.pool = pool;
@@ -127,6 +139,8 @@ export class PostgresStore implements Store {
       now,
       this.channel,
     ];
+    const cursor = this.cursors.get(queue);
+    if (cursor && items.some((i) => (i.availableAt ?? now) < cursor.at)) this.cursors.delete(queue);
     const ttl = options.dedupeTtlMs;
     const rows = ttl === undefined ? await this.query(Q.enqueueItems, params) : await this.query(Q.enqueueItemsDeduped, [...params, now + ttl]);
     const fresh = new Set(rows.map((r) => r['id'] as string));
@@ -148,37 +162,87 @@ export class PostgresStore implements Store {
 
   async claim(queue: string, owner: string, options: ClaimOptions): Promise<QueueItem[]> {
     const now = this.clock.now();
-    const rows = await this.query(Q.claimItems, [queue, now, options.limit, owner, now + options.leaseMs]);
-    rows.sort((a, b) => (a['seq'] as number) - (b['seq'] as number));
+    const lease = now + options.leaseMs;
+    const cursor = this.cursors.get(queue);
+    let rows: Row[] = [];
+    let full = cursor === undefined || now - cursor.fullAt >= FULL_WALK_MS;
+    if (!full && cursor) {
+      rows = await this.query(Q.claimItemsAfter, [queue, now, options.limit, owner, lease, cursor.at, cursor.seq]);
+      full = rows.length < options.limit;
+    }
+    if (full) {
+      const more = await this.query(Q.claimItems, [queue, now, options.limit - rows.length, owner, lease]);
+      rows = rows.length === 0 ? more : rows.concat(more);
+    }
+    rows.sort(bySeq);
+    this.advance(queue, rows, options.limit, full ? now : (cursor as ClaimCursor).fullAt);
     // Leases that were never acknowledged (their lease expired) would pile up here: past a
     // bound the map starts over, and completions fall back to ids.
-    if (this.claimed.size > MAX_CLAIMED) this.claimed.clear();
-    for (const r of rows) this.claimed.set(claimKey(queue, r['id'] as string), r['seq'] as number);
-    return rows.map(toQueueItem);
+    if (this.claimedCount > MAX_CLAIMED) {
+      this.claimed.clear();
+      this.claimedCount = 0;
+    }
+    let seqs = this.claimed.get(queue);
+    if (!seqs) this.claimed.set(queue, (seqs = new Map()));
+    const items: QueueItem[] = new Array<QueueItem>(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i] as Row;
+      const id = r['id'] as string;
+      if (!seqs.has(id)) this.claimedCount++;
+      seqs.set(id, r['seq'] as number);
+      items[i] = toQueueItem(queue, r);
+    }
+    return items;
+  }
+
+  /**
+   * Moves the queue's cursor to the last claimed row in the queue's order (available_at, seq).
+   * A claim that came back short drops it: the queue has no backlog to walk on into, and the
+   * next claim walks from the start in one statement.
+   */
+  private advance(queue: string, rows: readonly Row[], limit: number, fullAt: number): void {
+    if (rows.length < limit) {
+      this.cursors.delete(queue);
+      return;
+    }
+    let at = -Infinity;
+    let seq = -Infinity;
+    for (const r of rows) {
+      const a = r['available_at'] as number;
+      const s = r['seq'] as number;
+      if (a > at || (a === at && s > seq)) {
+        at = a;
+        seq = s;
+      }
+    }
+    this.cursors.set(queue, { at, seq, fullAt });
   }
 
   async complete(queue: string, owner: string, ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
     const seqs: number[] = [];
     const unknown: string[] = [];
+    const known = this.claimed.get(queue);
     for (const id of ids) {
-      const seq = this.takeClaimed(queue, id);
+      const seq = known?.get(id);
       if (seq === undefined) unknown.push(id);
-      else seqs.push(seq);
+      else {
+        known?.delete(id);
+        this.claimedCount--;
+        seqs.push(seq);
+      }
     }
-    if (seqs.length > 0) await this.query(Q.completeSeqs, [seqs, owner]);
+    // an array literal of integers is sent as text as it is (no per-element escaping)
+    if (seqs.length > 0) await this.query(Q.completeSeqs, [`{${seqs.join(',')}}`, owner]);
     if (unknown.length > 0) await this.query(Q.completeItems, [queue, unknown, owner]);
   }
 
-  private takeClaimed(queue: string, id: string): number | undefined {
-    const key = claimKey(queue, id);
-    const seq = this.claimed.get(key);
-    if (seq !== undefined) this.claimed.delete(key);
-    return seq;
-  }
-
+  /** Forgets claims that are no longer completed by seq; the next claim of the queue walks from the start. */
   private forget(queue: string, ids: readonly string[]): void {
-    for (const id of ids) this.claimed.delete(claimKey(queue, id));
+    this.cursors.delete(queue);
+    const known = this.claimed.get(queue);
+    if (!known) return;
+    for (const id of ids) if (known.delete(id)) this.claimedCount--;
   }
 
   async retry(queue: string, owner: string, id: string, options: RetryOptions): Promise<void> {
@@ -362,6 +426,8 @@ export class PostgresStore implements Store {
     const wanted = ids.filter((id) => Number.isSafeInteger(id));
     if (wanted.length === 0) return [];
     const now = this.clock.now();
+    // a replayed entry keeps its row's place in the queue if it still has one
+    this.cursors.clear();
     return this.transaction(async (client) => {
       const locked = await client.query(Q.lockDeadLetters, [wanted]);
       const byId = new Map(locked.rows.map((r: Row) => [r['id'] as number, toDeadLetter(r)]));
@@ -475,13 +541,21 @@ export class PostgresStore implements Store {
 /** Claimed rows remembered for completion by seq, at most (a few batches of every flow). */
 const MAX_CLAIMED = 100_000;
 
-function claimKey(queue: string, id: string): string {
-  return `${queue}\u0000${id}`;
+/** The longest a store's claims of a queue walk on from its cursor before one walks from the start. */
+const FULL_WALK_MS = 1000;
+
+interface ClaimCursor {
+  readonly at: number;
+  readonly seq: number;
+  /** When a claim last walked from the start of the queue (the store's clock). */
+  readonly fullAt: number;
 }
 
-function toQueueItem(row: Row): QueueItem {
+const bySeq = (a: Row, b: Row): number => (a['seq'] as number) - (b['seq'] as number);
+
+function toQueueItem(queue: string, row: Row): QueueItem {
   const item: QueueItem = {
-    queue: row['queue'] as string,
+    queue,
     message: JSON.parse(row['message'] as string) as StoredMessage,
     attempts: row['attempts'] as number,
     enqueuedAt: row['enqueued_at'] as number,
