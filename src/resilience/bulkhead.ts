@@ -30,13 +30,29 @@ export class Bulkhead {
   }
 
   execute<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const entered = this.enter(signal);
+    return entered === undefined ? this.run(fn) : entered.then(() => this.run(fn));
+  }
+
+  /**
+   * Takes a slot for a call the caller runs itself (`execute` without its closure and promise):
+   * undefined when the slot is taken now, else a promise that resolves once it is (in order), or
+   * rejects with the signal's reason. Every slot taken is given back with `leave()`.
+   */
+  enter(signal?: AbortSignal): Promise<void> | undefined {
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     if (this.active < this.maxConcurrent && this.head === this.queue.length) {
       this.active++;
-      return this.run(fn);
+      return undefined;
     }
     // next() hands the slot over already taken, so no newcomer can slip in between
-    return this.wait(signal).then(() => this.run(fn));
+    return this.wait(signal);
+  }
+
+  /** Gives back a slot taken with `enter`. */
+  leave(): void {
+    this.active--;
+    this.next();
   }
 
   /** Calls running now. */
@@ -54,8 +70,7 @@ export class Bulkhead {
     try {
       return await fn();
     } finally {
-      this.active--;
-      this.next();
+      this.leave();
     }
   }
 
