@@ -1,4 +1,4 @@
-import { SignalGroups } from './signal-groups.js';
+import { SignalWatch } from './signal-watch.js';
 
 interface Waiter {
   readonly resolve: () => void;
@@ -16,14 +16,8 @@ export class Bulkhead {
   private active = 0;
   private queue: Waiter[] = [];
   private head = 0;
-  /** Waiters by signal: an abort takes them out of the queue and rejects them. */
-  private readonly waiters = new SignalGroups<Waiter>((aborted, reason) => {
-    if (aborted.size === 0) return;
-    this.queue = this.queue.slice(this.head).filter((w) => !aborted.has(w));
-    this.head = 0;
-    for (const w of aborted) w.reject(reason as Error);
-    aborted.clear();
-  });
+  /** An abort takes the waiters under its signal out of the queue and rejects them. */
+  private readonly aborts = new SignalWatch((signal) => this.dropAborted(signal));
 
   constructor(readonly maxConcurrent: number) {
     this.maxConcurrent = Math.max(1, maxConcurrent);
@@ -78,8 +72,21 @@ export class Bulkhead {
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, signal };
       this.queue.push(waiter);
-      if (signal) this.waiters.of(signal).add(waiter);
+      if (signal) this.aborts.watch(signal);
     });
+  }
+
+  private dropAborted(signal: AbortSignal): void {
+    const aborted: Waiter[] = [];
+    const rest: Waiter[] = [];
+    for (let i = this.head; i < this.queue.length; i++) {
+      const w = this.queue[i] as Waiter;
+      (w.signal === signal ? aborted : rest).push(w);
+    }
+    if (aborted.length === 0) return;
+    this.queue = rest;
+    this.head = 0;
+    for (const w of aborted) w.reject(signal.reason as Error);
   }
 
   private next(): void {
@@ -91,7 +98,6 @@ export class Bulkhead {
       this.queue.splice(0, this.head);
       this.head = 0;
     }
-    if (w.signal) this.waiters.delete(w.signal, w);
     this.active++;
     w.resolve();
   }

@@ -40,6 +40,8 @@ export class AttemptAbort extends EventEmitter {
   deadline = 0;
   /** Finished: a `Deadlines` queue skips it. */
   done = false;
+  /** The signal the attempt runs under, if any (`Deadlines.abortUnder`). */
+  parent: AbortSignal | undefined = undefined;
 
   abort(reason?: unknown): void {
     if (this.aborted) return;
@@ -80,6 +82,14 @@ export class Deadlines {
     if (this.head === this.queue.length && this.timer !== undefined) {
       clearTimeout(this.timer);
       this.timer = undefined;
+    }
+  }
+
+  /** Aborts the attempts not finished yet that run under `parent`. */
+  abortUnder(parent: AbortSignal, reason: unknown): void {
+    for (let i = this.head; i < this.queue.length; i++) {
+      const a = this.queue[i];
+      if (a && !a.done && a.parent === parent) a.abort(reason);
     }
   }
 

@@ -7,8 +7,8 @@ import { parseDuration, parseRate } from '../../core/units.js';
 import { backoffDelay, parseRetryAfter, type BackoffOptions } from '../../resilience/backoff.js';
 import { BreakerFailure, CircuitBreaker, isBrokenCircuitError } from '../../resilience/breaker.js';
 import { Bulkhead } from '../../resilience/bulkhead.js';
-import { Deadlines, type AttemptAbort } from '../../resilience/timeout.js';
-import { SignalGroups } from '../../resilience/signal-groups.js';
+import { Deadlines } from '../../resilience/timeout.js';
+import { SignalWatch } from '../../resilience/signal-watch.js';
 import { BlockRateGate, MemoryRateGate, SendLog, takeRate, type RateGate, type RateSpec } from '../../resilience/rate-limiter.js';
 import { createAuth, readKeyMaterial, type AuthProvider, type OutgoingRequest } from './auth.js';
 import type { BreakerConfig, EndpointConfig, ErrorRule, RateLimitConfig, RetryConfig, ServiceConfig } from './config.js';
@@ -196,6 +196,8 @@ export class RestService {
   readonly baseUrl: URL;
   /** `baseUrl.origin`, which the URL getter would build anew on every call. */
   private readonly origin: string;
+  /** `origin` + '/', which the href of a URL on the origin starts with. */
+  private readonly originPath: string;
   readonly auth: AuthProvider;
   readonly endpoints = new Map<string, Endpoint>();
   private readonly dispatcher: Dispatcher;
@@ -204,8 +206,9 @@ export class RestService {
   private readonly gate: RateGate;
   private readonly sendLog: SendLog;
   private readonly random: () => number;
-  private readonly inflight = new SignalGroups<AttemptAbort>((attempts, reason) => {
-    for (const c of attempts) c.abort(reason);
+  /** A flow's signal aborting aborts the attempts in flight under it (they are all in `deadlines`). */
+  private readonly aborts = new SignalWatch((signal) => {
+    for (const d of this.deadlines.values()) d.abortUnder(signal, signal.reason);
   });
   /** Attempt deadlines by timeout (ms). */
   private readonly deadlines = new Map<number, Deadlines>();
@@ -222,6 +225,7 @@ export class RestService {
       throw new IxError('IX_SERVICE_CONFIG', { service: name, detail: `baseUrl "${config.baseUrl}" is not a URL` });
     }
     this.origin = this.baseUrl.origin;
+    this.originPath = `${this.origin}/`;
     const connectTimeout = parseDuration((config.connectTimeout ?? '10s') as string | number);
     const tls = config.tls;
     const connect: Record<string, unknown> = { timeout: connectTimeout };
@@ -272,7 +276,7 @@ export class RestService {
   async call(endpoint: string | Endpoint, input: CallInput = {}): Promise<CallResult> {
     const ep = typeof endpoint === 'string' ? this.endpoint(endpoint) : endpoint;
     const started = performance.now();
-    if (input.signal) this.linked(input.signal);
+    if (input.signal) this.aborts.watch(input.signal);
     const scope = input.scope ?? {};
     const { url, bodyText, json } = this.buildRequest(ep, input, scope);
     const href = url.href;
@@ -379,7 +383,11 @@ export class RestService {
     let bodyText: string | undefined;
     let json = false;
     try {
-      url = input.url ? new URL(input.url) : new URL(ep.path(input.params ?? {}, scope).replace(/^\//, ''), this.baseUrl);
+      if (input.url) url = new URL(input.url);
+      else {
+        const path = ep.path(input.params ?? {}, scope);
+        url = new URL(path.charCodeAt(0) === 47 ? path.slice(1) : path, this.baseUrl); // without its leading '/'
+      }
       if (!input.url) {
         if (ep.query) for (const [k, v] of Object.entries(ep.query(scope) as Record<string, unknown>)) if (!input.query || !(k in input.query)) appendQuery(url, k, v);
         if (input.query) for (const k in input.query) appendQuery(url, k, input.query[k]);
@@ -399,7 +407,8 @@ export class RestService {
     }
     // Calls stay on the service's origin: a pagination link or an endpoint path cannot send
     // the service's credentials to another host.
-    if (url.origin !== this.origin) {
+    // (an href that starts with the origin and '/' has that origin: the getter builds a string)
+    if (!url.href.startsWith(this.originPath) && url.origin !== this.origin) {
       throw new IxError('IX_SERVICE_CONFIG', { service: this.name, detail: `${ep.name}: refusing to call ${url.origin}, which is not the service's origin ${this.origin}` }, { retryable: false });
     }
     return { url, bodyText, json };
@@ -431,14 +440,6 @@ export class RestService {
     if (after === undefined) return backoff;
     const cap = parseDuration((rule.maxWait ?? '5m') as string | number);
     return Math.min(after, cap);
-  }
-
-  /**
-   * Aborts every in-flight attempt under `parent` when it aborts: one listener per parent signal
-   * (a flow's), not one per request.
-   */
-  private linked(parent: AbortSignal): Set<AttemptAbort> {
-    return this.inflight.of(parent);
   }
 
   /**
@@ -480,8 +481,8 @@ export class RestService {
       this.deadlines.set(ms, deadlines);
     }
     const controller = deadlines.start();
-    const group = input.signal ? this.linked(input.signal) : undefined;
-    group?.add(controller);
+    // call() watches the signal: its abort aborts this attempt
+    controller.parent = input.signal;
     try {
       const res = await this.dispatcher.request({
         origin: this.origin, // buildRequest refused any other
@@ -526,7 +527,6 @@ export class RestService {
       throw err;
     } finally {
       deadlines.finish(controller);
-      group?.delete(controller);
     }
   }
 
