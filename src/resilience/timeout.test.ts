@@ -67,4 +67,21 @@ describe('Deadlines', () => {
     for (const x of [a, b, c]) d.finish(x);
     expect(d.pending).toBe(0);
   });
+
+  it('an attempt calls its abort listeners once, not those removed nor those added after it aborted', () => {
+    const d = new Deadlines(10_000);
+    const a = d.start();
+    const calls: string[] = [];
+    const kept = (): void => void calls.push('kept');
+    const removed = (): void => void calls.push('removed');
+    a.once('abort', kept);
+    a.once('abort', removed);
+    a.removeListener('abort', removed);
+    a.abort(new Error('stop'));
+    a.abort(new Error('again'));
+    a.on('abort', () => calls.push('late'));
+    expect(calls).toEqual(['kept']);
+    expect((a.reason as Error).message).toBe('stop');
+    d.finish(a);
+  });
 });
