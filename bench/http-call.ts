@@ -3,169 +3,20 @@
  * that counts) with retry, circuit breaker and a store-backed rate limit configured but never
  * triggered, next to a raw undici request loop with the same concurrency, the same bodies and
  * the same JSON parsing, in the same run. The server runs in a child process so it does not
- * share the measured event loop.
+ * share the measured event loop. Both sides run as plain Node on an esbuild bundle
+ * (http-call-sides.ts), as `ix` runs its bundle: neither pays for the TypeScript loader.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { Type } from '@sinclair/typebox';
-import { Agent, request } from 'undici';
-import { startApp } from '../src/app/app.js';
-import { createRegistry } from '../src/app/registry.js';
-import { silentLogger } from '../src/core/logger.js';
-import { defineSink } from '../src/registry/registry.js';
-import { type Bench, type BenchOptions, type BenchResult, median, pairedRatio, RssSampler } from './harness.js';
+import { build } from 'esbuild';
+import { type Bench, type BenchOptions, type BenchResult, median, pairedRatio } from './harness.js';
+import type { Round, SidesResult } from './http-call-sides.js';
 
-const CONCURRENCY = 16;
-/** Both sides are timed from the SKIP-th completed call to the last (start-up and ramp excluded). */
-const SKIP = 500;
-
-/** Wall time and this process's CPU time between the SKIP-th completed call and the last. */
-class Span {
-  private t0 = 0;
-  private t1 = 0;
-  private cpu0: NodeJS.CpuUsage | undefined;
-  private cpu1: NodeJS.CpuUsage | undefined;
-  mark(done: number): void {
-    if (done === SKIP) {
-      this.t0 = performance.now();
-      this.cpu0 = process.cpuUsage();
-    }
-    if (done > SKIP) {
-      this.t1 = performance.now();
-      this.cpu1 = process.cpuUsage();
-    }
-  }
-  result(n: number): Round {
-    const calls = n - SKIP;
-    const cpu = this.cpu0 && this.cpu1 ? this.cpu1.user + this.cpu1.system - this.cpu0.user - this.cpu0.system : 0;
-    return { rate: calls / ((this.t1 - this.t0) / 1000), cpuUs: cpu / calls };
-  }
-}
-
-interface Round {
-  /** Calls per second. */
-  readonly rate: number;
-  /** CPU microseconds of this process per call. */
-  readonly cpuUs: number;
-}
-
-/** Configured on the service, never triggered: the endpoint answers 200 well under the limits. */
-const POLICIES = `    rateLimit: 1000000/s
-    retry: { attempts: 5, backoff: exponential, initial: 100ms, max: 5s }
-    circuitBreaker: { failureRatio: 0.5, minCalls: 50, window: 10s, halfOpenAfter: 5s }
-    errors:
-      429: { action: retry, respectRetryAfter: true }
-`;
-
-/** The endpoint: echoes the id from the path with a small JSON body, keep-alive. */
-const SERVER = `
-const http = require('node:http');
-const s = http.createServer((req, res) => {
-  let n = 0;
-  req.on('data', (c) => { n += c.length; });
-  req.on('end', () => {
-    const body = JSON.stringify({ id: req.url.slice(req.url.lastIndexOf('/') + 1), accepted: true, bytes: n });
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  });
-});
-s.keepAliveTimeout = 60000;
-s.listen(0, '127.0.0.1', () => process.stdout.write(String(s.address().port) + '\\n'));
-`;
-
-async function startServer(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<string>((resolve, reject) => {
-    child.once('error', reject);
-    child.stdout?.once('data', (d: Buffer) => resolve(d.toString().trim()));
-  });
-  return { child, url: `http://127.0.0.1:${port}` };
-}
-
-function payload(seq: number): Record<string, unknown> {
-  return { seq, type: 'order.created', total: 42.5, currency: 'EUR', customer: 'c-123' };
-}
-
-async function baseline(url: string, n: number): Promise<Round> {
-  const dispatcher = new Agent({ connections: CONCURRENCY, keepAliveTimeout: 30_000 });
-  let next = 0;
-  let ok = 0;
-  const span = new Span();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (next < n) {
-        const seq = ++next;
-        const res = await request(`${url}/items/${seq}`, {
-          method: 'POST',
-          body: JSON.stringify(payload(seq)),
-          headers: { 'content-type': 'application/json', accept: 'application/json' },
-          dispatcher,
-        });
-        const body = (await res.body.json()) as { accepted?: boolean };
-        if (res.statusCode === 200 && body.accepted) ok++;
-        span.mark(ok);
-      }
-    }),
-  );
-  await dispatcher.close();
-  if (ok !== n) throw new Error(`baseline: ${ok} of ${n} calls answered 200`);
-  return span.result(n);
-}
-
-async function ours(url: string, n: number, policies = true): Promise<Round> {
-  const dir = mkdtempSync(join(tmpdir(), 'ix-bench-http-'));
-  let accepted = 0;
-  const span = new Span();
-  const registry = createRegistry();
-  registry.registerSink(
-    defineSink({
-      kind: 'count',
-      summary: 'Counts messages whose http step answered 200.',
-      config: Type.Object({}),
-      create: () => ({
-        write(batch) {
-          for (const m of batch) {
-            if ((m.payload as { response?: { accepted?: boolean } }).response?.accepted) accepted++;
-            span.mark(accepted);
-          }
-          return Promise.resolve();
-        },
-      }),
-    }),
-  );
-  const spec = join(dir, 'spec.yaml');
-  writeFileSync(
-    spec,
-    `version: 1
-admin: { enabled: false }
-services:
-  api:
-    type: rest
-    baseUrl: ${url}
-    timeout: 10s
-    maxConcurrent: ${CONCURRENCY}
-    connections: ${CONCURRENCY}
-${policies ? POLICIES : '    circuitBreaker: false\n'}    endpoints:
-      putItem: { method: POST, path: "/items/{id}" }
-flows:
-  call:
-    source: { generate: { count: ${n}, payload: { type: order.created, total: 42.5, currency: EUR, customer: c-123 } } }
-    batchSize: 64
-    concurrency: 4
-    steps:
-      - http: { service: api, endpoint: putItem, params: { id: "\${payload.seq}" }, into: response }
-    sink: { count: {} }
-`,
-  );
-  const app = await startApp({ specFile: spec, store: `sqlite:${join(dir, 'state.db')}`, registry, logger: silentLogger, admin: false });
-  await app.done();
-  const stats = app.engine.stats()['call'];
-  await app.stop();
-  rmSync(dir, { recursive: true, force: true });
-  if (accepted !== n || stats?.out !== n) throw new Error(`ours: ${accepted} of ${n} calls accepted (flow out ${stats?.out}, dead ${stats?.deadLettered})`);
-  return span.result(n);
+/** The sides script bundled, dependencies external (as pipeline.ts bundles its sides). */
+async function bundleSides(): Promise<string> {
+  const outfile = join(import.meta.dirname, '..', 'dist', 'bench', 'http-call-sides.mjs');
+  await build({ entryPoints: [join(import.meta.dirname, 'http-call-sides.ts')], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'warning' });
+  return outfile;
 }
 
 export const httpCallBench: Bench = {
@@ -175,43 +26,30 @@ export const httpCallBench: Bench = {
     const n = options.quick ? 5_000 : 20_000;
     // --no-policies: the same flow without rate limit, retry table and breaker (to see their cost)
     const policies = !options.args.includes('--no-policies');
-    const rss = new RssSampler().start();
-    const { child, url } = await startServer();
-    try {
-      // warm both paths (JIT, connections) before the measured runs
-      await baseline(url, Math.min(2000, n));
-      await ours(url, Math.min(2000, n), policies);
-      const rounds = options.quick ? 3 : 5;
-      const base: Round[] = [];
-      const mine: Round[] = [];
-      for (let r = 0; r < rounds; r++) {
-        base.push(await baseline(url, n));
-        mine.push(await ours(url, n, policies));
-      }
-      const baseRate = median(base.map((x) => x.rate));
-      const oursRate = median(mine.map((x) => x.rate));
-      const ratio = pairedRatio(mine.map((x) => x.rate), base.map((x) => x.rate));
-      const rssMB = rss.stop();
-      const fmt = (xs: Round[]): string => xs.map((x) => `${x.rate.toFixed(0)}/s (${x.cpuUs.toFixed(0)} µs CPU)`).join(', ');
-      console.log(`raw undici loop:     ${fmt(base)} — ${n} calls per round, concurrency ${CONCURRENCY}`);
-      console.log(`flow with http step: ${fmt(mine)}`);
-      return {
-        bench: 'http-call',
-        unit: 'calls/s',
-        ours: Math.round(oursRate),
-        baseline: Math.round(baseRate),
-        ratio: Math.round(ratio * 1000) / 1000,
-        rssMB,
-        messages: n,
-        rounds,
-        concurrency: CONCURRENCY,
-        policies,
-        cpuUsPerCall: Math.round(median(mine.map((x) => x.cpuUs))),
-        baselineCpuUsPerCall: Math.round(median(base.map((x) => x.cpuUs))),
-        note: 'ours = generate → http step (auth none, store-backed rate limit, retry, breaker, bulkhead, errors table, metrics) → sink, SQLite store; baseline = raw undici POST loop with JSON parse; timed from the 500th completed call to the last; ours/baseline = medians of rounds, ratio = median of back-to-back round ratios; cpuUsPerCall = CPU of this process per call; server in a child process',
-      };
-    } finally {
-      child.kill();
-    }
+    const rounds = options.quick ? 3 : 5;
+    const script = await bundleSides();
+    const out = execFileSync(process.execPath, [script, String(n), String(rounds), policies ? 'policies' : 'no-policies'], { encoding: 'utf8', maxBuffer: 1 << 20, stdio: ['ignore', 'pipe', 'inherit'] });
+    const { base, mine, rssMB, concurrency } = JSON.parse(out.trim().split('\n').pop() as string) as SidesResult;
+    const baseRate = median(base.map((x) => x.rate));
+    const oursRate = median(mine.map((x) => x.rate));
+    const ratio = pairedRatio(mine.map((x) => x.rate), base.map((x) => x.rate));
+    const fmt = (xs: Round[]): string => xs.map((x) => `${x.rate.toFixed(0)}/s (${x.cpuUs.toFixed(0)} µs CPU)`).join(', ');
+    console.log(`raw undici loop:     ${fmt(base)} — ${n} calls per round, concurrency ${concurrency}`);
+    console.log(`flow with http step: ${fmt(mine)}`);
+    return {
+      bench: 'http-call',
+      unit: 'calls/s',
+      ours: Math.round(oursRate),
+      baseline: Math.round(baseRate),
+      ratio: Math.round(ratio * 1000) / 1000,
+      rssMB,
+      messages: n,
+      rounds,
+      concurrency,
+      policies,
+      cpuUsPerCall: Math.round(median(mine.map((x) => x.cpuUs))),
+      baselineCpuUsPerCall: Math.round(median(base.map((x) => x.cpuUs))),
+      note: 'both sides run as plain Node on an esbuild bundle (bench/http-call-sides.ts); ours = generate → http step (auth none, store-backed rate limit, retry, breaker, bulkhead, errors table, metrics) → sink, SQLite store; baseline = raw undici POST loop with JSON parse; timed from the 500th completed call to the last; ours/baseline = medians of rounds, ratio = median of back-to-back round ratios; cpuUsPerCall = CPU of this process per call; server in a child process',
+    };
   },
 };

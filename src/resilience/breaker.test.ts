@@ -36,3 +36,26 @@ describe('CircuitBreaker', () => {
     expect((err as BreakerFailure).inner).toBe('late');
   });
 });
+
+describe('CircuitBreaker, calls run outside execute', () => {
+  it('counts succeeded() and failed() as execute counts its calls, and opens on the same ratio', async () => {
+    const breaker = new CircuitBreaker({ failureRatio: 0.5, minCalls: 4, windowMs: 60_000, halfOpenAfterMs: 60_000 });
+    for (let i = 0; i < 3; i++) {
+      expect(breaker.isClosed).toBe(true);
+      breaker.succeeded();
+    }
+    for (let i = 0; i < 3; i++) await expect(breaker.failed(new BreakerFailure(i))).rejects.toBeInstanceOf(BreakerFailure);
+    expect(breaker.isClosed).toBe(true);
+    await expect(breaker.failed(new BreakerFailure(3))).rejects.toBeInstanceOf(BreakerFailure);
+    expect(breaker.isClosed).toBe(false);
+    expect(breaker.state).toBe('open');
+  });
+
+  it('rejects a failure reported after another call opened the circuit with that failure, not the open circuit', async () => {
+    const breaker = new CircuitBreaker({ failureRatio: 0.5, minCalls: 1, windowMs: 60_000, halfOpenAfterMs: 60_000 });
+    await expect(breaker.failed(new BreakerFailure('first'))).rejects.toBeInstanceOf(BreakerFailure);
+    expect(breaker.state).toBe('open');
+    const late = new BreakerFailure('late');
+    await expect(breaker.failed(late)).rejects.toBe(late);
+  });
+});

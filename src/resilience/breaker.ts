@@ -83,13 +83,31 @@ export class CircuitBreaker {
       value = await fn();
     } catch (err) {
       if (!(err instanceof BreakerFailure)) throw err;
-      if (this.policy.state === CircuitState.Closed) return this.policy.execute(() => Promise.reject(err), signal);
-      // opened (or isolated) meanwhile by another call: sampled as cockatiel samples a call
-      // that began while closed, and the call sees its own failure, not the open circuit
-      this.sampling.failure(CircuitState.Closed);
-      throw err;
+      return this.failed(err, signal);
     }
-    this.sampling.success(CircuitState.Closed);
+    this.succeeded();
     return value;
+  }
+
+  /**
+   * Closed: a caller may then run the call itself, without `execute`, and report how it ended
+   * with `succeeded()` or `failed()`, which is what `execute` does on the closed path.
+   */
+  get isClosed(): boolean {
+    return this.policy.state === CircuitState.Closed;
+  }
+
+  /** A call begun while closed succeeded (or failed in a way that does not count). */
+  succeeded(): void {
+    this.sampling.success(CircuitState.Closed);
+  }
+
+  /** A call begun while closed failed with `err`: sampled (which may open the circuit); rejects with `err`. */
+  failed(err: BreakerFailure, signal?: AbortSignal): Promise<never> {
+    if (this.policy.state === CircuitState.Closed) return this.policy.execute(() => Promise.reject(err), signal);
+    // opened (or isolated) meanwhile by another call: sampled as cockatiel samples a call
+    // that began while closed, and the call sees its own failure, not the open circuit
+    this.sampling.failure(CircuitState.Closed);
+    return Promise.reject(err);
   }
 }

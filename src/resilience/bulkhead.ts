@@ -1,4 +1,4 @@
-import { SignalGroups } from './signal-groups.js';
+import { SignalWatch } from './signal-watch.js';
 
 interface Waiter {
   readonly resolve: () => void;
@@ -16,27 +16,37 @@ export class Bulkhead {
   private active = 0;
   private queue: Waiter[] = [];
   private head = 0;
-  /** Waiters by signal: an abort takes them out of the queue and rejects them. */
-  private readonly waiters = new SignalGroups<Waiter>((aborted, reason) => {
-    if (aborted.size === 0) return;
-    this.queue = this.queue.slice(this.head).filter((w) => !aborted.has(w));
-    this.head = 0;
-    for (const w of aborted) w.reject(reason as Error);
-    aborted.clear();
-  });
+  /** An abort takes the waiters under its signal out of the queue and rejects them. */
+  private readonly aborts = new SignalWatch((signal) => this.dropAborted(signal));
 
   constructor(readonly maxConcurrent: number) {
     this.maxConcurrent = Math.max(1, maxConcurrent);
   }
 
   execute<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const entered = this.enter(signal);
+    return entered === undefined ? this.run(fn) : entered.then(() => this.run(fn));
+  }
+
+  /**
+   * Takes a slot for a call the caller runs itself (`execute` without its closure and promise):
+   * undefined when the slot is taken now, else a promise that resolves once it is (in order), or
+   * rejects with the signal's reason. Every slot taken is given back with `leave()`.
+   */
+  enter(signal?: AbortSignal): Promise<void> | undefined {
     if (signal?.aborted) return Promise.reject(signal.reason as Error);
     if (this.active < this.maxConcurrent && this.head === this.queue.length) {
       this.active++;
-      return this.run(fn);
+      return undefined;
     }
     // next() hands the slot over already taken, so no newcomer can slip in between
-    return this.wait(signal).then(() => this.run(fn));
+    return this.wait(signal);
+  }
+
+  /** Gives back a slot taken with `enter`. */
+  leave(): void {
+    this.active--;
+    this.next();
   }
 
   /** Calls running now. */
@@ -54,8 +64,7 @@ export class Bulkhead {
     try {
       return await fn();
     } finally {
-      this.active--;
-      this.next();
+      this.leave();
     }
   }
 
@@ -63,8 +72,21 @@ export class Bulkhead {
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = { resolve, reject, signal };
       this.queue.push(waiter);
-      if (signal) this.waiters.of(signal).add(waiter);
+      if (signal) this.aborts.watch(signal);
     });
+  }
+
+  private dropAborted(signal: AbortSignal): void {
+    const aborted: Waiter[] = [];
+    const rest: Waiter[] = [];
+    for (let i = this.head; i < this.queue.length; i++) {
+      const w = this.queue[i] as Waiter;
+      (w.signal === signal ? aborted : rest).push(w);
+    }
+    if (aborted.length === 0) return;
+    this.queue = rest;
+    this.head = 0;
+    for (const w of aborted) w.reject(signal.reason as Error);
   }
 
   private next(): void {
@@ -76,7 +98,6 @@ export class Bulkhead {
       this.queue.splice(0, this.head);
       this.head = 0;
     }
-    if (w.signal) this.waiters.delete(w.signal, w);
     this.active++;
     w.resolve();
   }

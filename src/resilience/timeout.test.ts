@@ -49,4 +49,39 @@ describe('Deadlines', () => {
     expect(a.timedOut).toBe(false);
     expect(d.pending).toBe(0);
   });
+
+  it('abortUnder aborts the unfinished attempts under one parent signal, and no other', () => {
+    const d = new Deadlines(10_000);
+    const parent = new AbortController().signal;
+    const other = new AbortController().signal;
+    const [a, b, c, e] = [d.start(), d.start(), d.start(), d.start()];
+    a.parent = parent;
+    b.parent = other;
+    c.parent = parent;
+    e.parent = parent;
+    d.finish(e);
+    d.abortUnder(parent, new Error('flow stopped'));
+    expect([a.aborted, b.aborted, c.aborted, e.aborted]).toEqual([true, false, true, false]);
+    expect((a.reason as Error).message).toBe('flow stopped');
+    expect(a.timedOut).toBe(false);
+    for (const x of [a, b, c]) d.finish(x);
+    expect(d.pending).toBe(0);
+  });
+
+  it('an attempt calls its abort listeners once, not those removed nor those added after it aborted', () => {
+    const d = new Deadlines(10_000);
+    const a = d.start();
+    const calls: string[] = [];
+    const kept = (): void => void calls.push('kept');
+    const removed = (): void => void calls.push('removed');
+    a.once('abort', kept);
+    a.once('abort', removed);
+    a.removeListener('abort', removed);
+    a.abort(new Error('stop'));
+    a.abort(new Error('again'));
+    a.on('abort', () => calls.push('late'));
+    expect(calls).toEqual(['kept']);
+    expect((a.reason as Error).message).toBe('stop');
+    d.finish(a);
+  });
 });

@@ -1,5 +1,3 @@
-import { EventEmitter } from 'node:events';
-
 /**
  * A signal that aborts when `parent` aborts or `ms` pass (real time: the deadline is enforced
  * on the socket by undici, not on the injected clock). `clear()` releases the timer.
@@ -28,10 +26,11 @@ export function deadlineSignal(ms: number, parent?: AbortSignal): { signal: Abor
 
 /**
  * The abort handle of one request attempt, cheaper than an AbortController on the per-request
- * path: undici accepts an EventEmitter as `signal` (`once('abort')`, `removeListener`), which
- * costs a fraction of an EventTarget listener. `abort(reason)` fires once.
+ * path: undici accepts an EventEmitter-like `signal` (`on` to check it, then `once('abort')` and
+ * `removeListener`), and an attempt has one or two abort listeners at most, so a small list
+ * stands in for an EventEmitter and its once-wrappers. `abort(reason)` fires once.
  */
-export class AttemptAbort extends EventEmitter {
+export class AttemptAbort {
   aborted = false;
   reason: unknown = undefined;
   /** Set by a `Deadlines` queue when the attempt ran out of time. */
@@ -40,12 +39,44 @@ export class AttemptAbort extends EventEmitter {
   deadline = 0;
   /** Finished: a `Deadlines` queue skips it. */
   done = false;
+  /** The signal the attempt runs under, if any (`Deadlines.abortUnder`). */
+  parent: AbortSignal | undefined = undefined;
+  private listeners: (() => void)[] | undefined = undefined;
+
+  /** Adds an `abort` listener (other events never fire). It runs at most once: abort fires once. */
+  on(event: string, listener: () => void): this {
+    if (event === 'abort' && !this.aborted) (this.listeners ??= []).push(listener);
+    return this;
+  }
+
+  once(event: string, listener: () => void): this {
+    return this.on(event, listener);
+  }
+
+  addListener(event: string, listener: () => void): this {
+    return this.on(event, listener);
+  }
+
+  removeListener(event: string, listener: () => void): this {
+    const list = this.listeners;
+    if (event === 'abort' && list) {
+      const i = list.lastIndexOf(listener);
+      if (i >= 0) list.splice(i, 1);
+    }
+    return this;
+  }
+
+  off(event: string, listener: () => void): this {
+    return this.removeListener(event, listener);
+  }
 
   abort(reason?: unknown): void {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = reason ?? new DOMException('This operation was aborted', 'AbortError');
-    this.emit('abort');
+    const list = this.listeners;
+    this.listeners = undefined;
+    if (list) for (const listener of list) listener();
   }
 }
 
@@ -80,6 +111,14 @@ export class Deadlines {
     if (this.head === this.queue.length && this.timer !== undefined) {
       clearTimeout(this.timer);
       this.timer = undefined;
+    }
+  }
+
+  /** Aborts the attempts not finished yet that run under `parent`. */
+  abortUnder(parent: AbortSignal, reason: unknown): void {
+    for (let i = this.head; i < this.queue.length; i++) {
+      const a = this.queue[i];
+      if (a && !a.done && a.parent === parent) a.abort(reason);
     }
   }
 

@@ -54,6 +54,35 @@ describe('RestService calls', () => {
     expect(res.attempts).toBe(1);
   });
 
+  it('refuses a URL whose href starts with the origin but names another host (user info before an @)', async () => {
+    svc = service(server.url, { endpoints: { get: { method: 'GET', path: '/x' } } });
+    const err = await failure(svc.call('get', { url: `${server.url}@example.invalid/x` }));
+    expect(err.code).toBe('IX_SERVICE_CONFIG');
+    expect(err.message).toMatch(/not the service's origin/);
+    expect(server.requests).toHaveLength(0);
+    // on the origin, with a path of its own, the call goes
+    expect((await svc.call('get', { url: `${server.url}/y?z=1` })).status).toBe(200);
+  });
+
+  it("aborts the calls under a signal when it aborts: those in flight and those waiting for the bulkhead, not the others", async () => {
+    server.setHandler((r, res) => {
+      if (r.url === '/slow') setTimeout(() => json(res, 200, { late: true }), 1500);
+      else json(res, 200, { ok: true });
+    });
+    svc = service(server.url, { maxConcurrent: 2, endpoints: { slow: { method: 'GET', path: '/slow' }, fast: { method: 'GET', path: '/fast' } } });
+    const flow = new AbortController();
+    const started = Date.now();
+    const inFlight = [svc.call('slow', { signal: flow.signal }), svc.call('slow', { signal: flow.signal })];
+    const waiting = svc.call('slow', { signal: flow.signal });
+    const other = svc.call('fast');
+    await new Promise((r) => setTimeout(r, 100));
+    flow.abort(new Error('flow stopped'));
+    for (const p of [...inFlight, waiting]) await expect(p).rejects.toThrow('flow stopped');
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect((await other).status).toBe(200);
+    expect(server.requests.filter((r) => r.url === '/slow')).toHaveLength(2);
+  });
+
   it('retries a burst of 503 with backoff and succeeds', async () => {
     server.setHandler((_r, res, n) => (n <= 3 ? json(res, 503, { error: 'busy' }) : json(res, 200, { ok: n })));
     svc = service(server.url, { retry: { attempts: 5, backoff: 'exponential', initial: '5ms', max: '50ms', jitter: true }, endpoints: { get: { method: 'GET', path: '/x' } } });

@@ -7,8 +7,8 @@ import { parseDuration, parseRate } from '../../core/units.js';
 import { backoffDelay, parseRetryAfter, type BackoffOptions } from '../../resilience/backoff.js';
 import { BreakerFailure, CircuitBreaker, isBrokenCircuitError } from '../../resilience/breaker.js';
 import { Bulkhead } from '../../resilience/bulkhead.js';
-import { Deadlines, type AttemptAbort } from '../../resilience/timeout.js';
-import { SignalGroups } from '../../resilience/signal-groups.js';
+import { Deadlines } from '../../resilience/timeout.js';
+import { SignalWatch } from '../../resilience/signal-watch.js';
 import { BlockRateGate, MemoryRateGate, SendLog, takeRate, type RateGate, type RateSpec } from '../../resilience/rate-limiter.js';
 import { createAuth, readKeyMaterial, type AuthProvider, type OutgoingRequest } from './auth.js';
 import type { BreakerConfig, EndpointConfig, ErrorRule, RateLimitConfig, RetryConfig, ServiceConfig } from './config.js';
@@ -74,8 +74,12 @@ export class Endpoint {
   readonly query: Compiled | undefined;
   readonly body: Compiled | undefined;
   readonly headers: Readonly<Record<string, string>>;
+  /** `headers` with `content-type: application/json`, for a JSON body. */
+  readonly jsonHeaders: Readonly<Record<string, string>>;
   readonly timeoutMs: number;
   readonly rates: readonly RateRule[];
+  /** The rate buckets when no rule has a key template (the same for every call), else undefined. */
+  readonly fixedBuckets: readonly string[] | undefined;
   readonly retry: BackoffOptions & { readonly attempts: number };
   readonly errors: ErrorsTable;
   readonly breaker: CircuitBreaker | undefined;
@@ -99,9 +103,11 @@ export class Endpoint {
     this.query = config.query ? compileTemplate(config.query) : undefined;
     this.body = config.body !== undefined ? compileTemplate(config.body) : undefined;
     this.headers = lowerKeys({ accept: 'application/json', ...svc.headers, ...config.headers });
+    this.jsonHeaders = { ...this.headers, 'content-type': 'application/json' };
     this.callName = `${service}.${name}`;
     this.timeoutMs = parseDuration((config.timeout ?? svc.timeout ?? '30s') as string | number);
     this.rates = [...rateRules(svc.rateLimit, `svc:${service}`), ...rateRules(config.rateLimit, `svc:${service}:${name}`)];
+    this.fixedBuckets = this.rates.some((r) => r.key) ? undefined : this.rates.map((r) => r.bucket);
     this.retry = retryOptions(config.retry ?? svc.retry);
     this.errors = new ErrorsTable(svc.errors, config.errors);
     const breakerCfg = config.circuitBreaker ?? svc.circuitBreaker;
@@ -190,6 +196,8 @@ export class RestService {
   readonly baseUrl: URL;
   /** `baseUrl.origin`, which the URL getter would build anew on every call. */
   private readonly origin: string;
+  /** `origin` + '/', which the href of a URL on the origin starts with. */
+  private readonly originPath: string;
   readonly auth: AuthProvider;
   readonly endpoints = new Map<string, Endpoint>();
   private readonly dispatcher: Dispatcher;
@@ -198,8 +206,9 @@ export class RestService {
   private readonly gate: RateGate;
   private readonly sendLog: SendLog;
   private readonly random: () => number;
-  private readonly inflight = new SignalGroups<AttemptAbort>((attempts, reason) => {
-    for (const c of attempts) c.abort(reason);
+  /** A flow's signal aborting aborts the attempts in flight under it (they are all in `deadlines`). */
+  private readonly aborts = new SignalWatch((signal) => {
+    for (const d of this.deadlines.values()) d.abortUnder(signal, signal.reason);
   });
   /** Attempt deadlines by timeout (ms). */
   private readonly deadlines = new Map<number, Deadlines>();
@@ -216,6 +225,7 @@ export class RestService {
       throw new IxError('IX_SERVICE_CONFIG', { service: name, detail: `baseUrl "${config.baseUrl}" is not a URL` });
     }
     this.origin = this.baseUrl.origin;
+    this.originPath = `${this.origin}/`;
     const connectTimeout = parseDuration((config.connectTimeout ?? '10s') as string | number);
     const tls = config.tls;
     const connect: Record<string, unknown> = { timeout: connectTimeout };
@@ -266,9 +276,9 @@ export class RestService {
   async call(endpoint: string | Endpoint, input: CallInput = {}): Promise<CallResult> {
     const ep = typeof endpoint === 'string' ? this.endpoint(endpoint) : endpoint;
     const started = performance.now();
-    if (input.signal) this.linked(input.signal);
+    if (input.signal) this.aborts.watch(input.signal);
     const scope = input.scope ?? {};
-    const { url, bodyText, contentType } = this.buildRequest(ep, input, scope);
+    const { url, bodyText, json } = this.buildRequest(ep, input, scope);
     const href = url.href;
 
     let perKey: Map<string, number> | undefined;
@@ -276,43 +286,43 @@ export class RestService {
     // Credentials renewed after a 401, by the credential that was refused: a call renews once
     // per refused credential (another call may have renewed meanwhile), at most MAX_RENEWALS.
     let renewedFrom: (string | undefined)[] | undefined;
+    const state: CallState = { credential: undefined };
     for (;;) {
       if (ep.disabled) throw new IxError('IX_SERVICE_DISABLED', { call: ep.callName, detail: ep.disabled });
-      let buckets: [string, RateSpec][] | undefined;
+      let buckets: readonly string[] | undefined;
       if (ep.rates.length > 0) {
-        buckets = [];
-        for (const r of ep.rates) {
-          const bucket = r.key ? `${r.bucket}:key:${String(r.key(scope))}` : r.bucket;
-          buckets.push([bucket, r.spec]);
-          const taken = takeRate(this.gate, this.deps.clock, bucket, r.spec, input.signal);
+        buckets = ep.fixedBuckets ?? ep.rates.map((r) => (r.key ? `${r.bucket}:key:${String(r.key(scope))}` : r.bucket));
+        for (let i = 0; i < buckets.length; i++) {
+          const taken = takeRate(this.gate, this.deps.clock, buckets[i] as string, (ep.rates[i] as RateRule).spec, input.signal);
           const waited = typeof taken === 'number' ? taken : await taken;
           if (waited > 0) serviceMetrics.rateWait(this.name, ep.name, waited);
         }
       }
       attempts++;
-      let usedCredential: string | undefined;
+      state.credential = undefined;
       let outcome: AttemptOutcome;
-      const run = async (): Promise<AttemptOutcome> => {
-        const headers: Record<string, string> = { ...ep.headers };
-        if (contentType) headers['content-type'] = contentType;
-        if (input.headers) for (const k in input.headers) headers[k.toLowerCase()] = input.headers[k] as string;
-        const cached = ep.conditional ? ep.etagFor(href) : undefined;
-        if (cached) headers['if-none-match'] = cached.etag;
-        const req: OutgoingRequest = { method: ep.method, url, headers, body: bodyText };
-        if (buckets) {
-          for (const [bucket, spec] of buckets) {
-            const admitted = this.sendLog.admit(bucket, spec, input.signal);
-            if (admitted) await admitted;
-          }
-        }
-        const applied = this.auth.apply(req, input.signal);
-        usedCredential = typeof applied === 'object' ? await applied : applied;
-        const o = await this.attempt(ep, req, input, cached, href);
-        if (!o.ok && ep.breaker && countsForBreaker(o.failure)) throw new BreakerFailure(o);
-        return o;
-      };
       try {
-        outcome = await this.bulkhead.execute(ep.breaker ? () => this.throughBreaker(ep.breaker as CircuitBreaker, run) : run, input.signal);
+        // the bulkhead, then the breaker, then the attempt, as bulkhead.execute(breaker.execute(…))
+        // would run them, without their closures and promises on the usual (closed) path
+        const entered = this.bulkhead.enter(input.signal);
+        if (entered) await entered;
+        try {
+          const breaker = ep.breaker;
+          if (breaker === undefined) outcome = await this.attempt(ep, input, url, href, bodyText, json, buckets, state);
+          else if (breaker.isClosed) {
+            outcome = await this.attempt(ep, input, url, href, bodyText, json, buckets, state);
+            if (!outcome.ok && countsForBreaker(outcome.failure)) await this.breakerFailed(breaker, outcome, input.signal);
+            else breaker.succeeded();
+          } else {
+            outcome = await this.throughBreaker(breaker, async () => {
+              const o = await this.attempt(ep, input, url, href, bodyText, json, buckets, state);
+              if (!o.ok && countsForBreaker(o.failure)) throw new BreakerFailure(o);
+              return o;
+            });
+          }
+        } finally {
+          this.bulkhead.leave();
+        }
       } catch (err) {
         if (isBrokenCircuitError(err)) {
           serviceMetrics.call(this.name, ep.name, 'circuit-open', (performance.now() - started) / 1000);
@@ -322,9 +332,10 @@ export class RestService {
         if (err instanceof IxError) throw err; // auth failures
         throw new IxError('IX_SERVICE_NETWORK', { call: ep.callName, detail: errorMessage(err) }, { cause: err });
       }
+      const usedCredential = state.credential;
 
       if (outcome.ok) {
-        serviceMetrics.call(this.name, ep.name, String(outcome.status), (performance.now() - started) / 1000);
+        serviceMetrics.call(this.name, ep.name, statusLabel(outcome.status), (performance.now() - started) / 1000);
         return { status: outcome.status, headers: outcome.headers, body: outcome.body, attempts, notModified: outcome.notModified };
       }
 
@@ -366,13 +377,17 @@ export class RestService {
     }
   }
 
-  /** The URL, body text and content type of one call; throws IX_SERVICE_CONFIG when it cannot be built. */
-  private buildRequest(ep: Endpoint, input: CallInput, scope: unknown): { url: URL; bodyText: string | undefined; contentType: string | undefined } {
+  /** The URL and body text of one call, and whether the body is JSON; throws IX_SERVICE_CONFIG when it cannot be built. */
+  private buildRequest(ep: Endpoint, input: CallInput, scope: unknown): { url: URL; bodyText: string | undefined; json: boolean } {
     let url: URL;
     let bodyText: string | undefined;
-    let contentType: string | undefined;
+    let json = false;
     try {
-      url = input.url ? new URL(input.url) : new URL(ep.path(input.params ?? {}, scope).replace(/^\//, ''), this.baseUrl);
+      if (input.url) url = new URL(input.url);
+      else {
+        const path = ep.path(input.params ?? {}, scope);
+        url = new URL(path.charCodeAt(0) === 47 ? path.slice(1) : path, this.baseUrl); // without its leading '/'
+      }
       if (!input.url) {
         if (ep.query) for (const [k, v] of Object.entries(ep.query(scope) as Record<string, unknown>)) if (!input.query || !(k in input.query)) appendQuery(url, k, v);
         if (input.query) for (const k in input.query) appendQuery(url, k, input.query[k]);
@@ -384,7 +399,7 @@ export class RestService {
         if (typeof body === 'string' || Buffer.isBuffer(body)) bodyText = String(body);
         else {
           bodyText = JSON.stringify(body);
-          contentType = 'application/json';
+          json = true;
         }
       }
     } catch (err) {
@@ -392,10 +407,20 @@ export class RestService {
     }
     // Calls stay on the service's origin: a pagination link or an endpoint path cannot send
     // the service's credentials to another host.
-    if (url.origin !== this.origin) {
+    // (an href that starts with the origin and '/' has that origin: the getter builds a string)
+    if (!url.href.startsWith(this.originPath) && url.origin !== this.origin) {
       throw new IxError('IX_SERVICE_CONFIG', { service: this.name, detail: `${ep.name}: refusing to call ${url.origin}, which is not the service's origin ${this.origin}` }, { retryable: false });
     }
-    return { url, bodyText, contentType };
+    return { url, bodyText, json };
+  }
+
+  /** Samples a failure of a call begun while the circuit was closed (BreakerFailure is how it comes back). */
+  private async breakerFailed(breaker: CircuitBreaker, outcome: AttemptOutcome, signal: AbortSignal | undefined): Promise<void> {
+    try {
+      await breaker.failed(new BreakerFailure(outcome), signal);
+    } catch (err) {
+      if (!(err instanceof BreakerFailure)) throw err;
+    }
   }
 
   private async throughBreaker(breaker: CircuitBreaker, run: () => Promise<AttemptOutcome>): Promise<AttemptOutcome> {
@@ -418,21 +443,35 @@ export class RestService {
   }
 
   /**
-   * Aborts every in-flight attempt under `parent` when it aborts: one listener per parent signal
-   * (a flow's), not one per request.
+   * One attempt, in its bulkhead slot and past the breaker: the headers, the send log of the rate
+   * limits, credentials (the one used lands in `state`), then one request under a deadline of
+   * `timeout` for the whole answer, headers and body.
    */
-  private linked(parent: AbortSignal): Set<AttemptAbort> {
-    return this.inflight.of(parent);
-  }
-
-  /** One request under a deadline of `timeout` for the whole answer, headers and body. */
   private async attempt(
     ep: Endpoint,
-    req: OutgoingRequest,
     input: CallInput,
-    cached: { etag: string; body: unknown } | undefined,
+    url: URL,
     cacheKey: string,
+    bodyText: string | undefined,
+    json: boolean,
+    buckets: readonly string[] | undefined,
+    state: CallState,
   ): Promise<AttemptOutcome> {
+    // Object.assign, not a spread: V8 copies a spread object slowly once a key is added to it
+    // (and the endpoint's headers hold no own __proto__ key: lowerKeys assigns them)
+    const headers: Record<string, string> = Object.assign({}, json ? ep.jsonHeaders : ep.headers);
+    if (input.headers) for (const k in input.headers) headers[k.toLowerCase()] = input.headers[k] as string;
+    const cached = ep.conditional ? ep.etagFor(cacheKey) : undefined;
+    if (cached) headers['if-none-match'] = cached.etag;
+    const req: OutgoingRequest = { method: ep.method, url, headers, body: bodyText };
+    if (buckets) {
+      for (let i = 0; i < buckets.length; i++) {
+        const admitted = this.sendLog.admit(buckets[i] as string, (ep.rates[i] as RateRule).spec, input.signal);
+        if (admitted) await admitted;
+      }
+    }
+    const applied = this.auth.apply(req, input.signal);
+    state.credential = typeof applied === 'object' ? await applied : applied;
     if (input.signal?.aborted) throw input.signal.reason;
     // one deadline queue per timeout: no AbortController nor timer pair per attempt
     let deadlines = this.deadlines.get(ep.timeoutMs);
@@ -442,8 +481,8 @@ export class RestService {
       this.deadlines.set(ms, deadlines);
     }
     const controller = deadlines.start();
-    const group = input.signal ? this.linked(input.signal) : undefined;
-    group?.add(controller);
+    // call() watches the signal: its abort aborts this attempt
+    controller.parent = input.signal;
     try {
       const res = await this.dispatcher.request({
         origin: this.origin, // buildRequest refused any other
@@ -488,13 +527,24 @@ export class RestService {
       throw err;
     } finally {
       deadlines.finish(controller);
-      group?.delete(controller);
     }
   }
 
   async close(): Promise<void> {
     if (this.ownDispatcher) await this.dispatcher.close();
   }
+}
+
+/** What an attempt reports back to its call besides its outcome. */
+interface CallState {
+  /** The credential the attempt was sent with (a 401 renews that one). */
+  credential: string | undefined;
+}
+
+/** Status labels of the call metrics, made once per status code. */
+const STATUS_LABELS: string[] = [];
+function statusLabel(status: number): string {
+  return (STATUS_LABELS[status] ??= String(status));
 }
 
 function appendQuery(url: URL, k: string, v: unknown, replace = false): void {

@@ -49,14 +49,16 @@ export function setServiceMetrics(next: ServiceMetrics | undefined): void {
 export function bindServiceMetrics(registry: PromRegistry): ServiceMetrics {
   // calls are counted in memory and added to the counter when it is read (prom-client hashes
   // and validates the label set on every increment, even of a labelled child)
-  const children = new Map<string, { calls: Counter.Internal; pending: number; duration: ReturnType<Histogram['labels']> }>();
+  const children: { calls: Counter.Internal; pending: number; duration: ReturnType<Histogram['labels']> }[] = [];
+  // by service, endpoint and status: nested maps of names the calls pass in, with no key string built per call
+  const byLabels = new Map<string, Map<string, Map<string, (typeof children)[number]>>>();
   const calls = new Counter({
     name: 'ix_service_calls_total',
     help: 'Service calls by final status',
     labelNames: ['service', 'endpoint', 'status'],
     registers: [registry],
     collect() {
-      for (const c of children.values()) {
+      for (const c of children) {
         if (c.pending === 0) continue;
         c.calls.inc(c.pending);
         c.pending = 0;
@@ -85,11 +87,15 @@ export function bindServiceMetrics(registry: PromRegistry): ServiceMetrics {
   // the labelled children, looked up once per service, endpoint and status
   const m: ServiceMetrics = {
     call: (service, endpoint, status, seconds) => {
-      const key = `${service}\u0000${endpoint}\u0000${status}`;
-      let c = children.get(key);
+      let endpoints = byLabels.get(service);
+      if (!endpoints) byLabels.set(service, (endpoints = new Map()));
+      let statuses = endpoints.get(endpoint);
+      if (!statuses) endpoints.set(endpoint, (statuses = new Map()));
+      let c = statuses.get(status);
       if (!c) {
         c = { calls: calls.labels({ service, endpoint, status }), pending: 0, duration: duration.labels({ service, endpoint }) };
-        children.set(key, c);
+        statuses.set(status, c);
+        children.push(c);
       }
       c.pending++;
       c.duration.observe(seconds);
