@@ -23,7 +23,7 @@ export const httpCallBench: Bench = {
   name: 'http-call',
   summary: 'a flow calling a local endpoint per message (retry, breaker, rate limit configured) vs a raw undici loop',
   async run(options: BenchOptions): Promise<BenchResult> {
-    const n = options.quick ? 5_000 : 20_000;
+    const n = options.quick ? 20_000 : 60_000;
     // --no-policies: the same flow without rate limit, retry table and breaker (to see their cost)
     const policies = !options.args.includes('--no-policies');
     const rounds = options.quick ? 3 : 5;

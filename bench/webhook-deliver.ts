@@ -112,7 +112,7 @@ export const webhookDeliverBench: Bench = {
   name: 'webhook-deliver',
   summary: 'signed durable webhook deliveries/s vs a raw undici loop posting the same bodies',
   async run(options: BenchOptions): Promise<BenchResult> {
-    const n = options.quick ? 4000 : 20_000;
+    const n = options.quick ? 12_000 : 20_000;
     const rounds = options.quick ? 3 : 5;
     const rss = new RssSampler().start();
     const receiver = await startReceiver();
