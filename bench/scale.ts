@@ -184,9 +184,9 @@ export const scaleBench: Bench = {
   name: 'scale',
   summary: 'queue throughput through `ix run` workers (claim, run the flow, ack): 1 and 2 on PostgreSQL, 1 on SQLite',
   async run({ quick }): Promise<BenchResult> {
-    // Quick: rounds of 40k (over a second of draining per run), enough for a pair to settle;
-    // 20k drained in well under a second, where start-up jitter decided the ratio.
-    const total = quick ? 40_000 : 100_000;
+    // Rounds long enough that start-up jitter does not decide the ratio: on a fast machine 40k
+    // drained in half a second. Quick: 100k (over a second per run); full: 250k.
+    const total = quick ? 100_000 : 250_000;
     const rounds = 3;
     const pg1: Measured[] = [];
     const pg2: Measured[] = [];
