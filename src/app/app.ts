@@ -161,8 +161,8 @@ export async function startApp(options: AppOptions): Promise<App> {
 }
 
 /**
- * Records this worker in the store's workers table every `everyMs` (stores that have one:
- * PostgreSQL), so `ix status` lists the live workers and what each holds; removes it on stop.
+ * Records this worker in the store's workers table every `everyMs` (PostgreSQL and SQLite),
+ * so `ix status` lists the live workers and what each holds; removes it on stop.
  */
 function startHeartbeat(
   store: Store,

@@ -138,7 +138,7 @@ describe.skipIf(!serviceAvailable('postgres'))('ix migrate and ix status on Post
 });
 
 describe('ix migrate and ix status on SQLite', () => {
-  it('migrate is a no-op message; status shows the queues and says SQLite keeps no worker list', async () => {
+  it('migrate is a no-op message; status shows the queues and the live worker of a running `ix run`', async () => {
     const dir = tempDir();
     const store = `sqlite:${join(dir, 'state.db')}`;
     const m = await ix(['migrate', '--store', store]);
@@ -146,10 +146,30 @@ describe('ix migrate and ix status on SQLite', () => {
     expect(m.out).toBe('store is up to date (SQLite migrates when opened)\n');
     const text = await ix(['status', '--store', store]);
     expect(text.code).toBe(0);
-    expect(text.out).toBe(
-      'store: sqlite\nqueued: 0 ready, 0 scheduled, 0 leased\ndead letters: 0\nworkers: (this store keeps no worker list; one process owns a SQLite file)\n',
-    );
+    expect(text.out).toBe('store: sqlite\nqueued: 0 ready, 0 scheduled, 0 leased\ndead letters: 0\nworkers: 0 live\n');
     const json = JSON.parse((await ix(['status', '--store', store, '--json'])).out) as StatusJson;
-    expect(json).toEqual({ store: 'sqlite', queues: { ready: 0, scheduled: 0, leased: 0 }, deadLetters: 0 });
-  }, 60_000);
+    expect(json).toEqual({ store: 'sqlite', queues: { ready: 0, scheduled: 0, leased: 0 }, deadLetters: 0, workers: [] });
+
+    writeFileSync(
+      join(dir, 'spec.yaml'),
+      ['version: 1', `store: "${store}"`, 'http: { listen: "127.0.0.1:0" }', 'admin: { enabled: false }', 'flows:', '  work:', '    source: { http-server: { path: /work } }', '    sink: { file: { path: out.jsonl } }'].join('\n'),
+    );
+    const worker = startIx(['run', 'spec.yaml'], { cwd: dir });
+    try {
+      await worker.waitFor(/interchange started/, 60_000);
+      const live = await until(
+        'the worker listed',
+        async () => JSON.parse((await ix(['status', '--store', store, '--json'])).out) as StatusJson,
+        (s) => s.workers?.length === 1,
+      );
+      expect(live.workers?.[0]?.pid).toBe(worker.child.pid);
+      worker.child.kill('SIGTERM');
+      await worker.exited;
+      // a clean stop removes the worker
+      expect((JSON.parse((await ix(['status', '--store', store, '--json'])).out) as StatusJson).workers).toEqual([]);
+    } finally {
+      if (worker.child.exitCode === null && worker.child.signalCode === null) worker.child.kill('SIGKILL');
+      await worker.exited;
+    }
+  }, 90_000);
 });

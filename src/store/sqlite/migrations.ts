@@ -78,4 +78,18 @@ export const sqliteMigrations: readonly Migration[] = [
       ALTER TABLE dead_letters ADD COLUMN replay_queue TEXT;
     `,
   },
+  {
+    version: 3,
+    name: 'workers (ix status)',
+    sql: `
+      CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        info TEXT NOT NULL
+      );
+    `,
+  },
 ];

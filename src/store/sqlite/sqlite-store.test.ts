@@ -20,7 +20,7 @@ describe('SqliteStore migrations', () => {
     const db = new Database(path);
     db.prepare('INSERT INTO ix_migrations (version, name, applied_at) VALUES (99, ?, 0)').run('future');
     db.close();
-    expect(() => new SqliteStore(path)).toThrow(/store schema version 99 is newer than this engine knows \(2\)/);
+    expect(() => new SqliteStore(path)).toThrow(/store schema version 99 is newer than this engine knows \(3\)/);
   });
 
   it('applies migrations once', async () => {
@@ -30,7 +30,7 @@ describe('SqliteStore migrations', () => {
     await s.setCheckpoint('k', 'v');
     await s.close();
     const db = new Database(path);
-    expect((db.prepare('SELECT COUNT(*) AS n FROM ix_migrations').get() as { n: number }).n).toBe(2);
+    expect((db.prepare('SELECT COUNT(*) AS n FROM ix_migrations').get() as { n: number }).n).toBe(3);
     db.close();
   });
 });

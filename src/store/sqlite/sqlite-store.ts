@@ -23,6 +23,8 @@ import type {
   RateLimit,
   RetryOptions,
   Store,
+  WorkerHeartbeat,
+  WorkerStatus,
 } from '../types.js';
 import { WalCheckpointer } from './checkpointer.js';
 import { sqliteMigrations } from './migrations.js';
@@ -48,6 +50,8 @@ type Row = Record<string, unknown>;
 
 /** Write transactions after which checkpoints move off the event loop (tests rarely get there). */
 const CHECKPOINTER_AFTER_WRITES = 500;
+/** A worker whose last heartbeat is older than this is not listed as live (as on PostgreSQL). */
+const WORKER_TIMEOUT_MS = 15_000;
 
 /** The embedded default store: one SQLite file in WAL mode, one writer at a time. */
 export class SqliteStore implements Store {
@@ -268,6 +272,57 @@ export class SqliteStore implements Store {
     return false;
   }
 
+  // ---- workers (`ix status`) ----
+
+  heartbeat(worker: WorkerHeartbeat): Promise<void> {
+    // a lost heartbeat only hides the worker from `ix status` for a while: no fsync of its own
+    this.db
+      .prepare(
+        'INSERT INTO workers (id, host, pid, started_at, heartbeat_at, info) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, info = excluded.info',
+      )
+      .run(worker.id, worker.host, worker.pid, this.clock.now(), this.clock.now(), JSON.stringify(worker.info ?? {}));
+    return Promise.resolve();
+  }
+
+  removeWorker(id: string): Promise<void> {
+    this.db.prepare('DELETE FROM workers WHERE id = ?').run(id);
+    return Promise.resolve();
+  }
+
+  listWorkers(): Promise<WorkerStatus[]> {
+    const now = this.clock.now();
+    this.db.prepare('DELETE FROM workers WHERE heartbeat_at < ?').run(now - WORKER_TIMEOUT_MS * 20);
+    const rows = this.db
+      .prepare(
+        `SELECT w.id, w.host, w.pid, w.started_at, w.heartbeat_at, w.info,
+                COALESCE((SELECT json_group_object(h.queue, h.n) FROM (
+                   SELECT qi.queue, count(*) AS n FROM queue_items qi
+                    WHERE qi.lease_owner IS NOT NULL AND qi.available_at > @now
+                      AND (qi.lease_owner = w.id OR substr(qi.lease_owner, 1, length(w.id) + 1) = w.id || '/')
+                    GROUP BY qi.queue) h), '{}') AS holds,
+                COALESCE((SELECT json_group_array(l.name) FROM (
+                   SELECT name FROM leases
+                    WHERE expires_at > @now AND (owner = w.id OR substr(owner, 1, length(w.id) + 1) = w.id || '/')
+                    ORDER BY name) l), '[]') AS leases
+           FROM workers w
+          WHERE w.heartbeat_at >= @live
+          ORDER BY w.started_at, w.id`,
+      )
+      .all({ now, live: now - WORKER_TIMEOUT_MS }) as Row[];
+    return Promise.resolve(
+      rows.map((r) => ({
+        id: r['id'] as string,
+        host: r['host'] as string,
+        pid: Number(r['pid']),
+        startedAt: Number(r['started_at']),
+        heartbeatAt: Number(r['heartbeat_at']),
+        info: JSON.parse(r['info'] as string) as Record<string, unknown>,
+        holds: JSON.parse(r['holds'] as string) as Record<string, number>,
+        leases: JSON.parse(r['leases'] as string) as string[],
+      })),
+    );
+  }
+
   holders(): Promise<string[]> {
     const rows = this.db
       .prepare('SELECT DISTINCT lease_owner AS owner FROM queue_items WHERE lease_owner IS NOT NULL UNION SELECT DISTINCT owner FROM leases')
@@ -282,6 +337,7 @@ export class SqliteStore implements Store {
     this.tx(() => {
       n += this.db.prepare("UPDATE queue_items SET lease_owner = NULL, available_at = ? WHERE lease_owner = ? OR lease_owner LIKE ? ESCAPE '\\'").run(now, id, under).changes;
       n += this.db.prepare("DELETE FROM leases WHERE owner = ? OR owner LIKE ? ESCAPE '\\'").run(id, under).changes;
+      this.db.prepare('DELETE FROM workers WHERE id = ?').run(id);
     });
     return Promise.resolve(n);
   }
