@@ -7,6 +7,7 @@ import { parseDuration, parseRate } from '../../core/units.js';
 import { backoffDelay, parseRetryAfter, type BackoffOptions } from '../../resilience/backoff.js';
 import { BreakerFailure, CircuitBreaker, isBrokenCircuitError } from '../../resilience/breaker.js';
 import { Bulkhead } from '../../resilience/bulkhead.js';
+import { exchange, ResponseTooLargeError } from '../../resilience/exchange.js';
 import { Deadlines } from '../../resilience/timeout.js';
 import { SignalWatch } from '../../resilience/signal-watch.js';
 import { BlockRateGate, MemoryRateGate, SendLog, takeRate, type RateGate, type RateSpec } from '../../resilience/rate-limiter.js';
@@ -484,16 +485,16 @@ export class RestService {
     // call() watches the signal: its abort aborts this attempt
     controller.parent = input.signal;
     try {
-      const res = await this.dispatcher.request({
+      const res = await exchange(this.dispatcher, {
         origin: this.origin, // buildRequest refused any other
         path: req.url.pathname + req.url.search,
         method: req.method as Dispatcher.HttpMethod,
         headers: req.headers,
         body: req.body,
-        signal: controller,
+        abort: controller,
       });
-      const text = await res.body.text();
-      const headers = res.headers as Record<string, string | string[] | undefined>;
+      const text = res.text;
+      const headers = res.headers;
       const status = res.statusCode;
       if (status === 304 && cached) return { ok: true, status, headers, body: cached.body, notModified: true };
       if (status < 200 || status >= 300) {
@@ -519,6 +520,7 @@ export class RestService {
       return { ok: true, status, headers, body, notModified: false };
     } catch (err) {
       if (input.signal?.aborted) throw err;
+      if (err instanceof ResponseTooLargeError) return { ok: false, failure: { kind: 'invalid-response' }, detail: err.message };
       const code = (err as { code?: string }).code ?? '';
       if (controller.timedOut || TIMEOUT_CODES.has(code)) return { ok: false, failure: { kind: 'timeout' }, detail: '' };
       if (NETWORK_CODES.has(code) || code.startsWith('UND_ERR') || code.startsWith('E')) {

@@ -11,6 +11,7 @@ import { parseDuration, parseRate, parseSize } from '../../core/units.js';
 import { CircuitBreaker, DEFAULT_SCHEDULE, parseRetryAfter, RateLimiter, RETRY_AFTER_STATUSES, scheduledDelay } from './schedule.js';
 import type { WebhookSinkConfig } from './spec.js';
 import { SsrfGuard } from './ssrf.js';
+import { exchange } from '../../resilience/exchange.js';
 import { Deadlines, type AttemptAbort } from '../../resilience/timeout.js';
 import { createSigner, type Signer } from './verify.js';
 import { lazyModule } from '../../core/lazy-module.js';
@@ -693,10 +694,21 @@ export class WebhookSink implements Sink {
     this.requests.add(controller);
     const started = performance.now();
     try {
-      const res = await this.dispatcher.request({ origin: this.origin, path: this.path, method: this.s.method, headers, body, signal: controller });
-      const excerpt = await readExcerpt(res, this.s.excerptBytes);
+      // the excerpt is kept; the rest of the answer is read and dropped (the connection stays
+      // open for the next delivery) unless it runs past EXCERPT_DRAIN_BYTES
+      const res = await exchange(this.dispatcher, {
+        origin: this.origin,
+        path: this.path,
+        method: this.s.method,
+        headers,
+        body,
+        keepBytes: this.s.excerptBytes,
+        maxBytes: Math.max(EXCERPT_DRAIN_BYTES, this.s.excerptBytes),
+        tooLarge: 'truncate',
+        abort: controller,
+      });
       const out: AttemptResult = { status: res.statusCode, latencyMs: performance.now() - started };
-      if (excerpt !== '') out.excerpt = excerpt;
+      if (res.text !== '') out.excerpt = res.text;
       const ra = parseRetryAfter(res.headers['retry-after'], this.clock.now());
       if (ra !== undefined) out.retryAfterMs = ra;
       return out;
@@ -738,27 +750,11 @@ function attemptRecord(base: AttemptBase, r: AttemptResult, outcome: DeliveryOut
   };
 }
 
+/** Bytes of an answer read past its excerpt before the connection is closed instead. */
+const EXCERPT_DRAIN_BYTES = 1024 * 1024;
+
 /** What a delivery sends: a string payload as it is, anything else as JSON. */
 function requestBody(msg: StoredMessage): Buffer {
   return Buffer.from(typeof msg.payload === 'string' ? msg.payload : JSON.stringify(msg.payload ?? null));
 }
 
-async function readExcerpt(res: Dispatcher.ResponseData, limit: number): Promise<string> {
-  const body = res.body;
-  // nothing to read (204, or an empty body): skip the stream iterator
-  if (res.statusCode === 204 || res.headers['content-length'] === '0') {
-    await body.dump();
-    return '';
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    chunks.push(chunk);
-    size += chunk.length;
-    if (size >= limit) {
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
-}
