@@ -97,6 +97,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         owner: engine.owner,
         metrics: new SyncMetrics(engine.metrics.registry),
         http: publicServer,
+        ...(store.listWorkers ? { liveWorkers: liveWorkersOf(store, engine.owner) } : {}),
       });
     }
   } catch (err) {
@@ -114,6 +115,8 @@ export async function startApp(options: AppOptions): Promise<App> {
     : undefined;
   let adminAddress: string | undefined;
   let httpAddress: string | undefined;
+  const workerInfo: Record<string, unknown> = { spec: loaded.spec.name, admin: undefined, http: undefined };
+  let heartbeat: Heartbeat | undefined;
   try {
     if (admin && adminListen) {
       const { host, port } = parseListen(adminListen);
@@ -121,13 +124,21 @@ export async function startApp(options: AppOptions): Promise<App> {
       const a = admin.server.address();
       adminAddress = typeof a === 'object' && a ? `${a.address}:${a.port}` : adminListen;
     }
+    // Listed among the live workers before the syncs start, so a worker starting next sees
+    // this one (a job's run at start runs once on a shared store).
+    workerInfo['admin'] = adminAddress;
+    heartbeat = startHeartbeat(store, engine, logger, options.heartbeatMs ?? 5000, workerInfo);
+    await heartbeat.beat();
     engine.start();
     await syncs?.start();
     if (publicServer.hasRoutes) {
       const { host, port } = parseListen(options.http ?? loaded.spec.http.listen);
       httpAddress = await publicServer.listen(host, port);
+      workerInfo['http'] = httpAddress;
+      void heartbeat.beat();
     }
   } catch (err) {
+    await heartbeat?.stop().catch(() => undefined);
     await syncs?.stop().catch(() => undefined);
     await engine.stop(0).catch(() => undefined);
     await admin?.close().catch(() => undefined);
@@ -135,7 +146,6 @@ export async function startApp(options: AppOptions): Promise<App> {
     await store.close();
     throw err;
   }
-  const heartbeat = startHeartbeat(store, engine, logger, options.heartbeatMs ?? 5000, { spec: loaded.spec.name, admin: adminAddress, http: httpAddress });
   logger.info(
     { spec: loaded.file, store: redactUrl(storeUrl), flows: engine.flowNames, admin: adminAddress, http: httpAddress, worker: engine.owner },
     'interchange started',
@@ -149,7 +159,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       // Refuse new requests first (503 while draining), then drain the engine.
       await syncs?.stop();
       await engine.stop(drainMs);
-      await heartbeat.stop();
+      await heartbeat?.stop();
       await publicServer.close().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'closing the public listener failed'));
       await admin?.close().catch(() => undefined);
       await store.close();
@@ -160,43 +170,51 @@ export async function startApp(options: AppOptions): Promise<App> {
   return { loaded, engine, store, logger, adminAddress, httpAddress, done: () => Promise.all([engine.done(), syncs?.done()]).then(() => undefined), stop };
 }
 
+interface Heartbeat {
+  /** Records this worker now; never rejects (a failure is logged). */
+  beat(): Promise<void>;
+  stop(): Promise<void>;
+}
+
 /**
  * Records this worker in the store's workers table every `everyMs` (PostgreSQL and SQLite),
- * so `ix status` lists the live workers and what each holds; removes it on stop.
+ * so `ix status` lists the live workers and what each holds; removes it on stop. `info` is
+ * read at each beat (addresses are added once listening).
  */
-function startHeartbeat(
-  store: Store,
-  engine: Engine,
-  logger: Logger,
-  everyMs: number,
-  info: Record<string, unknown>,
-): { stop(): Promise<void> } {
-  const beat = store.heartbeat?.bind(store);
-  if (!beat) return { stop: () => Promise.resolve() };
+function startHeartbeat(store: Store, engine: Engine, logger: Logger, everyMs: number, info: Readonly<Record<string, unknown>>): Heartbeat {
+  const record = store.heartbeat?.bind(store);
+  if (!record) return { beat: () => Promise.resolve(), stop: () => Promise.resolve() };
   const [host = hostname(), pid = String(process.pid)] = engine.owner.split(':');
-  const worker = { id: engine.owner, host, pid: Number(pid) || process.pid, info: { ...info, flows: engine.flowNames } };
+  const id = engine.owner;
   let failing = false;
-  const tick = (): void => {
-    beat(worker).then(
+  const beat = (): Promise<void> =>
+    record({ id, host, pid: Number(pid) || process.pid, info: { ...info, flows: engine.flowNames } }).then(
       () => {
-        if (failing) logger.info({ worker: worker.id }, 'store reachable again');
+        if (failing) logger.info({ worker: id }, 'store reachable again');
         failing = false;
       },
       (err: unknown) => {
-        if (!failing) logger.warn({ worker: worker.id, err: errorMessage(err) }, 'heartbeat failed; the store may be unreachable');
+        if (!failing) logger.warn({ worker: id, err: errorMessage(err) }, 'heartbeat failed; the store may be unreachable');
         failing = true;
       },
     );
-  };
-  tick();
-  const timer = setInterval(tick, everyMs);
+  const timer = setInterval(() => void beat(), everyMs);
   timer.unref();
   return {
+    beat,
     async stop() {
       clearInterval(timer);
-      await store.removeWorker?.(worker.id).catch(() => undefined);
+      await store.removeWorker?.(id).catch(() => undefined);
     },
   };
+}
+
+/**
+ * The other workers live on the store: those whose heartbeat is recent, less the ones on this
+ * host whose process is gone (a SIGKILLed worker's row stays fresh for a few seconds).
+ */
+function liveWorkersOf(store: Store, self: string): () => Promise<string[]> {
+  return async () => ((await store.listWorkers?.()) ?? []).map((w) => w.id).filter((id) => id !== self && !processGone(id));
 }
 
 /**
@@ -211,15 +229,19 @@ export async function releaseHoldingsOfGoneProcesses(store: Store, logger: Logge
   const gone = new Set<string>();
   for (const owner of await store.holders()) {
     const id = owner.split('/', 1)[0] as string;
-    const [host, pidText] = id.split(':');
-    const pid = Number(pidText);
-    if (host !== here || !Number.isInteger(pid) || pid <= 0 || pid === process.pid || processAlive(pid)) continue;
-    gone.add(id);
+    if (processGone(id, here)) gone.add(id);
   }
   for (const id of gone) {
     const n = await store.releaseHoldings(id);
     if (n > 0) logger.warn({ worker: id, released: n }, 'gave back what a stopped process held (queue items are ready again)');
   }
+}
+
+/** True when worker `id` (`host:pid:…`) ran on this host and its process is gone. */
+function processGone(id: string, here = hostname()): boolean {
+  const [host, pidText] = id.split(':');
+  const pid = Number(pidText);
+  return host === here && Number.isInteger(pid) && pid > 0 && pid !== process.pid && !processAlive(pid);
 }
 
 function processAlive(pid: number): boolean {

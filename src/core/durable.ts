@@ -20,7 +20,7 @@ export interface DurableStore {
   ): Promise<{ readonly inserted: number; readonly duplicates: number; readonly insertedFlags: readonly boolean[] }>;
   claim(queue: string, owner: string, options: { readonly limit: number; readonly leaseMs: number }): Promise<DurableQueueItem[]>;
   complete(queue: string, owner: string, ids: readonly string[]): Promise<void>;
-  retry(queue: string, owner: string, id: string, options: { readonly availableAt: number; readonly error?: string; readonly countAttempt?: boolean }): Promise<void>;
+  retry(queue: string, owner: string, id: string, options: RetryOptions): Promise<void>;
   release(queue: string, owner: string, ids: readonly string[]): Promise<void>;
   extendLease(queue: string, owner: string, ids: readonly string[], leaseMs: number): Promise<string[]>;
   nextAvailableAt(queue: string): Promise<number | undefined>;
@@ -49,6 +49,35 @@ export interface DurableStore {
   /** Removes attempts older than `before` (ms since epoch), of one outbox when given; returns how many. */
   purgeDeliveryAttempts(before: number, outbox?: string): Promise<number>;
 }
+
+/**
+ * A backoff policy: exponential (the ceiling doubles with each attempt) or fixed, bounded by
+ * `maxMs`, with or without full jitter.
+ */
+export interface BackoffOptions {
+  /** `exponential` doubles the ceiling each attempt; `fixed` keeps it at `initialMs`. */
+  readonly kind: 'exponential' | 'fixed';
+  readonly initialMs: number;
+  readonly maxMs: number;
+  /** Full jitter: a uniform draw in [0, ceiling]. Without it the delay is the ceiling. */
+  readonly jitter: boolean;
+}
+
+/**
+ * When a message given back by `retry` runs again: at an exact time (`availableAt`, ms since
+ * the epoch: a `Retry-After`, a schedule), or after a `backoff` that the store computes in the
+ * same UPDATE from the row's own attempts and the store's clock. With `backoff`, retry number
+ * n (the row's attempts once this one is counted) waits `min(maxMs, initialMs·2^(n-1))` (fixed:
+ * `min(maxMs, initialMs)`), or a uniform draw in [0, that] under full jitter: the AWS
+ * "Exponential Backoff and Jitter" schedule of `backoffDelay`.
+ */
+export type RetryAt = { readonly availableAt: number; readonly backoff?: undefined } | { readonly backoff: BackoffOptions; readonly availableAt?: undefined };
+
+export type RetryOptions = RetryAt & {
+  readonly error?: string;
+  /** False defers the message without counting an attempt (circuit open, FIFO wait). @defaultValue true */
+  readonly countAttempt?: boolean;
+};
 
 /** Queue items to complete together with a write (their owner's lease). */
 export interface CompletedItems {

@@ -1,17 +1,13 @@
 /** Backoff delays and `Retry-After` parsing. Pure: time and randomness come in as arguments. */
 
-export interface BackoffOptions {
-  /** `exponential` doubles the ceiling each attempt; `fixed` keeps it at `initialMs`. */
-  readonly kind: 'exponential' | 'fixed';
-  readonly initialMs: number;
-  readonly maxMs: number;
-  /** Full jitter: a uniform draw in [0, ceiling]. Without it the delay is the ceiling. */
-  readonly jitter: boolean;
-}
+import type { BackoffOptions } from '../core/durable.js';
+
+export type { BackoffOptions } from '../core/durable.js';
 
 /**
  * The delay before retry number `attempt` (1 = the first retry). Exponential with full
  * jitter ("Exponential Backoff and Jitter", AWS Architecture Blog): random(0, min(max, initial·2^(n-1))).
+ * A store's `retry` with `{ backoff }` computes the same delay in SQL.
  */
 export function backoffDelay(options: BackoffOptions, attempt: number, random: () => number = Math.random): number {
   const n = Math.max(1, attempt);

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../testing/fake-clock.js';
 import type { StoredMessage } from '../core/message.js';
 import type { DurableStore } from '../core/durable.js';
-import { replayQueueFor, type Store } from './types.js';
+import { replayQueueFor, type RetryOptions, type Store } from './types.js';
 
 /** Every Store is usable where a component asks for a DurableStore (checked at compile time). */
 export const asDurableStore = (store: Store): DurableStore => store;
@@ -127,6 +127,118 @@ export function storeContract(name: string, factory: StoreFactory): void {
       clock.set(clock.now() + 1000);
       const [item] = await store.claim('q', 'w', { limit: 1, leaseMs: 1000 });
       expect(item?.attempts).toBe(0);
+    });
+
+    /** Claims the one message of `queue` and gives it back with `options`; returns its delay from now. */
+    const retryIn = async (queue: string, id: string, options: RetryOptions): Promise<number> => {
+      const claimed = await store.claim(queue, 'w', { limit: 1, leaseMs: 1000 });
+      expect(claimed.map((c) => c.message.id)).toEqual([id]);
+      await store.retry(queue, 'w', id, options);
+      return ((await store.nextAvailableAt(queue)) as number) - clock.now();
+    };
+    /** Counts `n` failed attempts of the message, each due again at once. */
+    const failTimes = async (queue: string, id: string, n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) await retryIn(queue, id, { availableAt: clock.now() });
+    };
+
+    it('computes the next time of a backoff retry from the row\'s attempts: exponential, capped, exact without jitter', async () => {
+      const backoff = { kind: 'exponential', initialMs: 1000, maxMs: 10_000, jitter: false } as const;
+      await store.enqueue('q', [{ message: msg('a') }]);
+      const delays: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        delays.push(await retryIn('q', 'a', { backoff, error: `failure ${i + 1}` }));
+        clock.set(clock.now() + delays[i]!);
+      }
+      // retry n waits min(max, initial·2^(n-1)): 1 s, 2 s, 4 s, 8 s, then the 10 s cap
+      expect(delays).toEqual([1000, 2000, 4000, 8000, 10_000, 10_000]);
+      const [item] = await store.claim('q', 'w', { limit: 1, leaseMs: 1000 });
+      expect(item?.attempts).toBe(6);
+      expect(item?.lastError).toBe('failure 6');
+    });
+
+    it('computes a backoff retry from the attempts the store counted, whoever gives the message back', async () => {
+      await store.enqueue('q', [{ message: msg('a') }]);
+      await failTimes('q', 'a', 3);
+      // a worker that knows nothing of the earlier attempts still waits the 4th retry's time
+      const [held] = await store.claim('q', 'other', { limit: 1, leaseMs: 1000 });
+      expect(held?.attempts).toBe(3);
+      await store.retry('q', 'other', 'a', { backoff: { kind: 'exponential', initialMs: 500, maxMs: 60_000, jitter: false } });
+      expect(await store.nextAvailableAt('q')).toBe(clock.now() + 4000);
+      // only the lease holder gives it back
+      await store.retry('q', 'w', 'a', { backoff: { kind: 'exponential', initialMs: 1, maxMs: 1, jitter: false } });
+      expect(await store.nextAvailableAt('q')).toBe(clock.now() + 4000);
+    });
+
+    it('keeps a fixed backoff at its initial delay, bounded by max', async () => {
+      await store.enqueue('q', [{ message: msg('a') }]);
+      const fixed = { kind: 'fixed', initialMs: 3000, maxMs: 60_000, jitter: false } as const;
+      expect(await retryIn('q', 'a', { backoff: fixed })).toBe(3000);
+      clock.set(clock.now() + 3000);
+      expect(await retryIn('q', 'a', { backoff: fixed })).toBe(3000);
+      clock.set(clock.now() + 3000);
+      expect(await retryIn('q', 'a', { backoff: { ...fixed, maxMs: 2000 } })).toBe(2000);
+    });
+
+    it('takes the backoff retry time from the injected clock', async () => {
+      const far = Date.UTC(2031, 5, 1, 12);
+      clock.set(far);
+      await store.enqueue('q', [{ message: msg('a') }]);
+      const delay = await retryIn('q', 'a', { backoff: { kind: 'exponential', initialMs: 250, maxMs: 1000, jitter: false } });
+      expect(delay).toBe(250);
+      expect(await store.nextAvailableAt('q')).toBe(far + 250);
+      expect(await store.queueStats('q')).toEqual({ ready: 0, scheduled: 1, leased: 0 });
+      clock.set(far + 249);
+      expect(await store.claim('q', 'w', { limit: 1, leaseMs: 1000 })).toEqual([]);
+      clock.set(far + 250);
+      expect((await store.claim('q', 'w', { limit: 1, leaseMs: 1000 })).map((c) => c.attempts)).toEqual([1]);
+    });
+
+    it('draws a full-jitter backoff in [0, min(max, initial·2^attempts)]: random, and growing with the attempts', async () => {
+      const backoff = { kind: 'exponential', initialMs: 1000, maxMs: 20_000, jitter: true } as const;
+      const N = 40;
+      /** The delays of N messages (one queue each) retried with `backoff` after `before` failed attempts. */
+      const draw = async (before: number): Promise<number[]> => {
+        const out: number[] = [];
+        for (let i = 0; i < N; i++) {
+          const queue = `j${before}-${i}`;
+          await store.enqueue(queue, [{ message: msg('a') }]);
+          await failTimes(queue, 'a', before);
+          out.push(await retryIn(queue, 'a', { backoff }));
+        }
+        return out;
+      };
+      const first = await draw(0);
+      const fourth = await draw(3);
+      const capped = await draw(6);
+      for (const [delays, ceiling] of [
+        [first, 1000],
+        [fourth, 8000],
+        [capped, 20_000],
+      ] as const) {
+        for (const d of delays) {
+          expect(Number.isInteger(d)).toBe(true);
+          expect(d).toBeGreaterThanOrEqual(0);
+          expect(d).toBeLessThanOrEqual(ceiling);
+        }
+        // a draw, not the ceiling every time (40 equal uniform draws: practically never)
+        expect(new Set(delays).size).toBeGreaterThan(1);
+      }
+      // the ceiling grew: 40 draws in [0, 8 s] all below 1 s has odds of (1/8)^40
+      expect(Math.max(...fourth)).toBeGreaterThan(1000);
+      expect(Math.max(...capped)).toBeGreaterThan(8000);
+      const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+      expect(mean(first)).toBeLessThan(mean(fourth));
+      expect(mean(fourth)).toBeLessThan(mean(capped));
+    });
+
+    it('defers with a backoff without counting an attempt when told', async () => {
+      await store.enqueue('q', [{ message: msg('a') }]);
+      await failTimes('q', 'a', 2);
+      const backoff = { kind: 'exponential', initialMs: 1000, maxMs: 60_000, jitter: false } as const;
+      // not counted: the row keeps 2 attempts, and waits as the 2nd retry did
+      expect(await retryIn('q', 'a', { backoff, countAttempt: false })).toBe(2000);
+      clock.set(clock.now() + 2000);
+      expect((await store.claim('q', 'w', { limit: 1, leaseMs: 1000 })).map((c) => c.attempts)).toEqual([2]);
     });
 
     it('enqueues for later with availableAt', async () => {

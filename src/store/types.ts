@@ -1,7 +1,16 @@
-import type { CompletedItems, DeliveryAttempt, DeliveryAttemptFilter, DeliveryAttemptInput } from '../core/durable.js';
+import type { CompletedItems, DeliveryAttempt, DeliveryAttemptFilter, DeliveryAttemptInput, RetryOptions } from '../core/durable.js';
 import type { StoredMessage } from '../core/message.js';
 
-export type { CompletedItems, DeliveryAttempt, DeliveryAttemptFilter, DeliveryAttemptInput, DeliveryOutcome } from '../core/durable.js';
+export type {
+  BackoffOptions,
+  CompletedItems,
+  DeliveryAttempt,
+  DeliveryAttemptFilter,
+  DeliveryAttemptInput,
+  DeliveryOutcome,
+  RetryAt,
+  RetryOptions,
+} from '../core/durable.js';
 
 /**
  * The Store port: durable state for the engine. SQLite (embedded, the default) and
@@ -34,7 +43,10 @@ export interface Store {
   claim(queue: string, owner: string, options: ClaimOptions): Promise<QueueItem[]>;
   /** Done: removes the messages (only if `owner` still holds their lease). */
   complete(queue: string, owner: string, ids: readonly string[]): Promise<void>;
-  /** Gives messages back to the queue to run again at `availableAt`, counting an attempt. */
+  /**
+   * Gives a message back to the queue, counting an attempt: to run again at `availableAt`, or
+   * after `backoff`, computed by the store in the same statement from the row's attempts.
+   */
   retry(queue: string, owner: string, id: string, options: RetryOptions): Promise<void>;
   /** Gives messages back at once without counting an attempt (shutdown). */
   release(queue: string, owner: string, ids: readonly string[]): Promise<void>;
@@ -174,13 +186,6 @@ export interface EnqueueResult {
 export interface ClaimOptions {
   readonly limit: number;
   readonly leaseMs: number;
-}
-
-export interface RetryOptions {
-  readonly availableAt: number;
-  readonly error?: string;
-  /** False defers the message without counting an attempt (circuit open, FIFO wait). @defaultValue true */
-  readonly countAttempt?: boolean;
 }
 
 export interface QueueItem {

@@ -63,11 +63,20 @@ export interface SyncServiceOptions {
   readonly owner: string;
   readonly metrics?: SyncMetrics;
   readonly http?: HttpRegistrar;
+  /**
+   * The other workers live on the store now (`ix run` on a store several processes share).
+   * With it, a job without a schedule runs at start once across the cluster: a worker that
+   * starts while a worker that ran it (or saw it run) is alive does not run it again.
+   * Without it, every start runs such a job.
+   */
+  readonly liveWorkers?: () => Promise<readonly string[]>;
 }
 
 const HISTORY = 50;
 /** How long a claimed tick is remembered; a tick later than half of it is skipped. */
 const TICK_MEMORY_MS = 3_600_000;
+/** How long a worker is remembered as one that ran or saw the run at start of a job. */
+const START_MEMORY_MS = 365 * 24 * 3_600_000;
 
 /**
  * The job's next tick strictly after a time (ms since the epoch), or undefined for a job
@@ -266,7 +275,8 @@ export class SyncService {
   /**
    * A scheduled run: never overlapping the previous one of its job (here by `busy`, across
    * workers by the lease `sync:NAME`), and once per tick across workers: the tick is claimed
-   * in the store, so a worker whose timer fires after another one's run ended skips it.
+   * in the store, so a worker whose timer fires after another one's run ended skips it. The
+   * run at start of a job without a schedule runs once per cluster (`startRun`).
    */
   private async scheduled(name: string, trigger: string, tick?: string): Promise<void> {
     if (this.busy.has(name)) return;
@@ -274,11 +284,23 @@ export class SyncService {
     const lease = `sync:${name}`;
     const ttl = 10 * 60_000;
     try {
-      if (!(await this.o.store.acquireLease(lease, this.o.owner, ttl))) return;
+      const once = tick === undefined && trigger === 'start' && this.o.liveWorkers !== undefined;
+      if (!(await this.o.store.acquireLease(lease, this.o.owner, ttl))) {
+        // Another worker runs the job (most likely its run at start): this one saw it.
+        if (once) {
+          await this.startRun(name, false);
+          this.o.logger.info({ sync: name }, 'sync job is running on another worker; not running it at start here');
+        }
+        return;
+      }
       try {
         if (tick !== undefined) {
           const [fresh] = await this.o.store.remember(`sync-ticks:${name}`, [tick], TICK_MEMORY_MS);
           if (!fresh) return;
+        }
+        if (once && !(await this.startRun(name, true))) {
+          this.o.logger.info({ sync: name }, 'sync job already ran at start on a live worker of this store; not running it again');
+          return;
         }
         const at = tick === undefined ? undefined : Number(tick.replace(/^start:/, ''));
         await this.run(name, {}, trigger, at);
@@ -290,6 +312,34 @@ export class SyncService {
     } finally {
       this.busy.delete(name);
     }
+  }
+
+  /**
+   * The run at start of a job without a schedule, on a store several workers share: once per
+   * cluster, not once per worker. The store keeps the current run at start (`sync-start/NAME`)
+   * and remembers every worker that ran it or started while it stood; it stands while one of
+   * them is alive. With `claim` (the job's lease held), a run that no longer stands (the first
+   * start, or every worker that knew it is gone) is replaced by a new one for this worker:
+   * true when this worker is to run it. Without `claim`, only joins a run that stands.
+   */
+  private async startRun(name: string, claim: boolean): Promise<boolean> {
+    const { store, owner, clock } = this.o;
+    const key = `sync-start/${name}`;
+    const scope = `sync-start:${name}`;
+    const current = await store.getCheckpoint(key);
+    if (current !== undefined) {
+      const live = await (this.o.liveWorkers as NonNullable<SyncServiceOptions['liveWorkers']>)();
+      const knew = live.length > 0 ? await store.seen(scope, live.map((id) => `${current}/${id}`)) : [];
+      if (knew.includes(true)) {
+        await store.remember(scope, [`${current}/${owner}`], START_MEMORY_MS);
+        return false;
+      }
+    }
+    if (!claim) return false;
+    const run = `${clock.now()}:${owner}`;
+    await store.setCheckpoint(key, run);
+    await store.remember(scope, [`${run}/${owner}`], START_MEMORY_MS);
+    return true;
   }
 
   private async startEvents(job: SyncSpec, streamName: string): Promise<void> {

@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { serviceAvailable } from '../../testing/services.js';
@@ -463,6 +464,79 @@ describe.skipIf(!serviceAvailable('postgres'))('several workers on one PostgreSQ
     // And over the whole run, 20/s (the first call is free).
     expect(TOTAL - 1).toBeLessThanOrEqual(Math.ceil(20 * span) + 2);
   }, 180_000);
+
+  it('runs a sync job without a schedule once at start across 3 `ix run` workers and a 4th joining; again after the only worker is SIGKILLed', async () => {
+    const schema = newSchema();
+    const store = `${url}?schema=${schema}`;
+    const api = await countingServer();
+    const dir = mkdtempSync(join(tmpdir(), 'ix-cluster-sync-'));
+    dirs.push(dir);
+    // The API answers [] to every GET: a run is one request, so the server counts the runs.
+    // The flow keeps each `ix run` up after its run at start (alone, the job would end it).
+    writeFileSync(
+      join(dir, 'spec.yaml'),
+      [
+        'version: 1',
+        'name: cluster-sync-once',
+        `store: ${store}`,
+        'http: { listen: "127.0.0.1:0" }',
+        'admin: { enabled: false }',
+        'flows:',
+        '  idle: { source: { http-server: { path: /idle } }, sink: { file: { path: out.jsonl } } }',
+        `services: { api: { type: rest, baseUrl: "${api.url}", endpoints: { records: { method: GET, path: records } } } }`,
+        'syncs:',
+        '  once:',
+        '    target: { sqlite: { path: dst.db } }',
+        '    streams:',
+        '      contacts: { from: { http: { service: api, endpoint: records } }, table: contacts, key: id, mode: full }',
+      ].join('\n'),
+    );
+    const dst = new Database(join(dir, 'dst.db'));
+    dst.exec('CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT)');
+    dst.close();
+    const db = new pg.Client({ connectionString: url });
+    /** Each worker says whether it ran the job at start or left it to another one. */
+    const decided = /"msg":"(sync run finished|sync job is running on another worker|sync job already ran at start)/;
+    const running: Running[] = [];
+    const start = async (): Promise<Running> => {
+      const r = startIx(['run', 'spec.yaml'], { cwd: dir });
+      running.push(r);
+      await r.waitFor(decided, 120_000);
+      return r;
+    };
+    const startRuns = async (): Promise<number> => {
+      const r = await db.query(`SELECT value FROM ${schema}.checkpoints WHERE key = 'sync-runs/once'`);
+      const runs = r.rows[0] ? (JSON.parse(r.rows[0].value as string) as { trigger: string }[]) : [];
+      return runs.filter((x) => x.trigger === 'start').length;
+    };
+    await db.connect();
+    try {
+      await Promise.all([start(), start(), start()]);
+      expect(api.hits.length).toBe(1);
+      expect(await startRuns()).toBe(1);
+      expect(running.filter((r) => /sync run finished/.test(r.stderr()))).toHaveLength(1);
+      // Before: a worker starting after the run ended ran the job again.
+      const late = await start();
+      expect(late.stderr()).toMatch(/already ran at start on a live worker/);
+      expect(api.hits.length).toBe(1);
+      await stopAll(running.splice(0));
+      // The cluster was down: the next worker runs it, as one process does. SIGKILLed, its row
+      // in the workers table stays fresh for a while, but its process is gone: the next one
+      // runs the job again too.
+      const alone = await start();
+      expect(alone.stderr()).toMatch(/sync run finished/);
+      alone.child.kill('SIGKILL');
+      await alone.exited;
+      const next = await start();
+      expect(next.stderr()).toMatch(/sync run finished/);
+      expect(api.hits.length).toBe(3);
+      expect(await startRuns()).toBe(3);
+    } finally {
+      await stopAll(running);
+      await db.end();
+      api.server.close();
+    }
+  }, 240_000);
 });
 
 function perSecond(times: readonly number[]): number[] {

@@ -25,6 +25,7 @@ import type {
   WorkerHeartbeat,
   WorkerStatus,
 } from '../types.js';
+import { backoffBounds } from '../retry-backoff.js';
 import { createClient, createPool, isUnavailable, resolveConnection, storeError, type PostgresConnectionOptions, type ResolvedConnection } from './connection.js';
 import { migrateSchema, schemaVersion } from './migrate.js';
 import { postgresMigrations } from './migrations.js';
@@ -247,7 +248,15 @@ export class PostgresStore implements Store {
 
   async retry(queue: string, owner: string, id: string, options: RetryOptions): Promise<void> {
     this.forget(queue, [id]);
-    await this.query(Q.retryItem, [queue, owner, id, options.availableAt, options.error ?? null, this.clock.now(), this.channel, options.countAttempt === false ? 0 : 1]);
+    const count = options.countAttempt === false ? 0 : 1;
+    const common = [queue, owner, id] as const;
+    const b = options.backoff;
+    if (b === undefined) {
+      await this.query(Q.retryItem, [...common, options.availableAt, options.error ?? null, this.clock.now(), this.channel, count]);
+      return;
+    }
+    const { initialMs, maxMs } = backoffBounds(b);
+    await this.query(Q.retryItemBackoff, [...common, initialMs, options.error ?? null, this.clock.now(), this.channel, count, maxMs, b.kind === 'exponential', b.jitter]);
   }
 
   async release(queue: string, owner: string, ids: readonly string[]): Promise<void> {

@@ -151,6 +151,30 @@ export const retryItem = q(
 );
 
 /**
+ * Retry number n (the row's attempts once this one is counted) waits, from $6 now:
+ * min(max, initial·2^(n-1)) for exponential ($10 true), min(max, initial) for fixed; under
+ * full jitter ($11 true) a uniform draw in [0, that]. Computed from the row itself, so every
+ * worker's retries follow one policy whatever its clock.
+ */
+const backoffCeiling = `floor(LEAST($9::float8, $4::float8 * CASE WHEN $10::boolean THEN power(2::float8, LEAST(GREATEST(attempts + $8 - 1, 0), 52)) ELSE 1 END))`;
+
+/**
+ * As `retryItem`, with the next time computed here from a backoff: $4 initial ms, $9 max ms,
+ * $10 exponential, $11 full jitter (the other parameters as `retryItem`'s).
+ */
+export const retryItemBackoff = q(
+  'retry_backoff',
+  `WITH upd AS (
+     UPDATE queue_items SET lease_owner = NULL, lease_until = NULL,
+            available_at = $6::bigint + (CASE WHEN $11::boolean THEN floor(random() * (${backoffCeiling} + 1)) ELSE ${backoffCeiling} END)::bigint,
+            attempts = attempts + $8, last_error = $5
+      WHERE queue = $1 AND id = $3 AND lease_owner = $2
+     RETURNING available_at
+   )
+   SELECT CASE WHEN available_at <= $6 THEN pg_notify($7, $1) END AS woke FROM upd`,
+);
+
+/**
  * $1 queue, $2 owner, $3 ids, $4 channel. Back to the queue at once (a claimed row was due,
  * so it keeps its place), no attempt counted.
  */

@@ -26,6 +26,7 @@ import type {
   WorkerHeartbeat,
   WorkerStatus,
 } from '../types.js';
+import { backoffBounds } from '../retry-backoff.js';
 import { WalCheckpointer } from './checkpointer.js';
 import { sqliteMigrations } from './migrations.js';
 import type { Migration } from '../migrations.js';
@@ -52,6 +53,8 @@ type Row = Record<string, unknown>;
 const CHECKPOINTER_AFTER_WRITES = 500;
 /** A worker whose last heartbeat is older than this is not listed as live (as on PostgreSQL). */
 const WORKER_TIMEOUT_MS = 15_000;
+/** The backoff's ceiling for a row, in whole ms (see `retryBackoff`). */
+const SQLITE_CEILING = `CAST(min(@max, @initial * CASE WHEN @doubling THEN 1 << min(max(attempts + @count - 1, 0), 52) ELSE 1 END) AS INTEGER)`;
 
 /** The embedded default store: one SQLite file in WAL mode, one writer at a time. */
 export class SqliteStore implements Store {
@@ -105,6 +108,15 @@ export class SqliteStore implements Store {
       complete: db.prepare('DELETE FROM queue_items WHERE queue = ? AND id = ? AND lease_owner = ?'),
       retry: db.prepare(
         'UPDATE queue_items SET lease_owner = NULL, available_at = ?, attempts = attempts + ?, last_error = COALESCE(?, last_error) WHERE queue = ? AND id = ? AND lease_owner = ?',
+      ),
+      // Retry number n (attempts once this one is counted) waits min(max, initial·2^(n-1))
+      // (fixed: min(max, initial)), or under full jitter a uniform draw in [0, that]. An
+      // integer product that overflows becomes a real, which min() then bounds.
+      retryBackoff: db.prepare(
+        `UPDATE queue_items SET lease_owner = NULL,
+                available_at = @now + CASE WHEN @jitter THEN (random() & 9223372036854775807) % (${SQLITE_CEILING} + 1) ELSE ${SQLITE_CEILING} END,
+                attempts = attempts + @count, last_error = COALESCE(@error, last_error)
+          WHERE queue = @queue AND id = @id AND lease_owner = @owner`,
       ),
       release: db.prepare('UPDATE queue_items SET lease_owner = NULL, available_at = ? WHERE queue = ? AND id = ? AND lease_owner = ?'),
       extend: db.prepare(
@@ -230,7 +242,24 @@ export class SqliteStore implements Store {
   }
 
   retry(queue: string, owner: string, id: string, options: RetryOptions): Promise<void> {
-    this.stmts.retry.run(options.availableAt, options.countAttempt === false ? 0 : 1, options.error ?? null, queue, id, owner);
+    const count = options.countAttempt === false ? 0 : 1;
+    const b = options.backoff;
+    if (b === undefined) this.stmts.retry.run(options.availableAt, count, options.error ?? null, queue, id, owner);
+    else {
+      const { initialMs, maxMs } = backoffBounds(b);
+      this.stmts.retryBackoff.run({
+        now: this.clock.now(),
+        initial: initialMs,
+        max: maxMs,
+        doubling: b.kind === 'exponential' ? 1 : 0,
+        jitter: b.jitter ? 1 : 0,
+        count,
+        error: options.error ?? null,
+        queue,
+        id,
+        owner,
+      });
+    }
     return Promise.resolve();
   }
 
