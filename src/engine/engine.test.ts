@@ -242,19 +242,20 @@ describe('engine: push sources hand their messages straight to the flow', () => 
     defineSource({
       kind: 'pusher',
       summary: 'Test source: persists `count` messages one by one, then stays open until shutdown.',
-      config: Type.Object({ count: Type.Number() }),
+      config: Type.Object({ count: Type.Number(), gapMs: Type.Optional(Type.Number()) }),
       create: (config) => ({
         async run(ctx) {
           for (let i = 0; i < config.count; i++) {
             await ctx.persist([createMessage({ id: `push-${i}`, payload: i })]);
             pushed++;
+            if (config.gapMs) await new Promise((r) => setTimeout(r, config.gapMs));
           }
           await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
         },
       }),
     }),
   );
-  const pushSpec = (count: number, extra = ''): string => spec(`source: { pusher: { count: ${count} } }\nsink: { memory: { name: out } }\nbatchSize: 1\nconcurrency: 1${extra}`);
+  const pushSpec = (count: number, extra = '', gapMs = 0): string => spec(`source: { pusher: { count: ${count}, gapMs: ${gapMs} } }\nsink: { memory: { name: out } }\nbatchSize: 1\nconcurrency: 1${extra}`);
 
   it('delivers what was persisted, and what already waited in the inbox, and completes every one', async () => {
     pushed = 0;
@@ -267,6 +268,27 @@ describe('engine: push sources hand their messages straight to the flow', () => 
     expect(receivedBy('out').find((m) => m.id === 'push-0')?.meta['attempts']).toBe(0);
     await new Promise((r) => setTimeout(r, 50));
     expect(await t.store.queueStats('inbox:f')).toEqual({ ready: 0, scheduled: 0, leased: 0 });
+    await t.close();
+  });
+
+  it('claims the inbox only now and then while hand-overs feed it, not after every batch', async () => {
+    pushed = 0;
+    // the source is slower than the flow: the hand-over is empty between messages
+    const t = await engineFromYaml(pushSpec(100, '', 2), pushRegistry);
+    let claims = 0;
+    const claim = t.store.claim.bind(t.store);
+    t.store.claim = (...args) => {
+      claims++;
+      return claim(...args);
+    };
+    const started = Date.now();
+    t.engine.start();
+    const end = Date.now() + 10_000;
+    while (receivedBy('out').length < 100 && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+    const elapsed = Date.now() - started;
+    expect(new Set(receivedBy('out').map((m) => m.id)).size).toBe(100);
+    // one at start, then one per 500 ms (retries come due, replays); before, one per batch of 1
+    expect(claims).toBeLessThanOrEqual(2 + Math.ceil(elapsed / 500));
     await t.close();
   });
 

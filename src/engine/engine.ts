@@ -402,7 +402,16 @@ export class Engine {
       woken = true;
       wakeResolve?.();
     };
-    this.persister.onEnqueued(queue, f.wake);
+    // Whether the inbox may hold ready messages this pump has not claimed: at start, after an
+    // enqueue that was not handed over, after another process's enqueue (waitForWork) or a
+    // poll. A hand-over alone leaves it clear, so a pump fed by hand-overs claims only every
+    // claimEveryMs (due retries, replays), not after every batch (an empty claim is a write
+    // transaction).
+    let inboxDirty = true;
+    this.persister.onEnqueued(queue, () => {
+      inboxDirty = true;
+      f.wake();
+    });
     // What this process's push sources persist comes straight here, leased to this worker
     // (no claim, no decoding), up to two claims' worth; more waits in the inbox for a claim.
     const handed: Message[] = [];
@@ -453,15 +462,19 @@ export class Engine {
         await new Promise<void>((resolve) => setImmediate(resolve));
         if (this.stopping || f.failed) break;
         let batch: Message[] = [];
-        if (handed.length === 0 || this.clock.now() - claimedAt >= claimEveryMs) {
+        if (inboxDirty || this.clock.now() - claimedAt >= claimEveryMs) {
           claimedAt = this.clock.now();
+          inboxDirty = false;
           let items: QueueItem[];
           try {
             items = await store.claim(queue, this.owner, { limit: f.spec.batchSize, leaseMs });
           } catch (err) {
             this.logger.warn({ flow: name, err: errorMessage(err) }, 'inbox claim failed; retrying');
             items = [];
+            inboxDirty = true;
           }
+          // a full claim may have left more behind
+          if (items.length >= f.spec.batchSize) inboxDirty = true;
           batch = items.map((i) => createMessage({ ...i.message, meta: { ...i.message.meta, attempts: i.attempts } }));
         }
         if (batch.length === 0 && handed.length > 0) {
@@ -480,13 +493,20 @@ export class Engine {
           // waitForWork: LISTEN/NOTIFY on PostgreSQL), or the poll interval passes.
           const idle = new AbortController();
           await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, pollMs);
+            const timer = setTimeout(() => {
+              inboxDirty = true;
+              resolve();
+            }, pollMs);
             wakeResolve = () => {
               clearTimeout(timer);
               resolve();
             };
             store.waitForWork?.(queue, pollMs, idle.signal).then(
-              (byWork) => byWork && wakeResolve?.(),
+              (byWork) => {
+                if (!byWork) return;
+                inboxDirty = true;
+                wakeResolve?.();
+              },
               () => undefined,
             );
           });
@@ -506,7 +526,12 @@ export class Engine {
         const p = settled
           .then(
             () => store.complete(queue, this.owner, ids),
-            () => store.release(queue, this.owner, ids),
+            // released messages are ready again at once: the next turn claims them
+            () =>
+              store.release(queue, this.owner, ids).then(() => {
+                inboxDirty = true;
+                f.wake();
+              }),
           )
           .catch((err: unknown) => this.logger.warn({ flow: name, err: errorMessage(err) }, 'inbox acknowledgement failed; the lease will expire'))
           .finally(() => {
