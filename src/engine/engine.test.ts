@@ -292,6 +292,23 @@ describe('engine: push sources hand their messages straight to the flow', () => 
     await t.close();
   });
 
+  it('survives a store that throws at once (not a rejection) while the source leader renews its lease', async () => {
+    pushed = 0;
+    const t = await engineFromYaml(pushSpec(1), pushRegistry, { sourceLeaseMs: 300 });
+    const acquire = t.store.acquireLease.bind(t.store);
+    let renewals = 0;
+    t.store.acquireLease = (...args) => {
+      if (renewals++ === 0) return acquire(...args);
+      throw new TypeError('The database connection is not open');
+    };
+    t.engine.start();
+    // renewals every 100 ms: each one throws before any promise exists
+    await new Promise((r) => setTimeout(r, 450));
+    expect(renewals).toBeGreaterThan(2);
+    expect(receivedBy('out').map((m) => m.id)).toEqual(['push-0']);
+    await t.close();
+  });
+
   it('gives back at stop what was handed over but not started, at once rather than when its lease expires', async () => {
     pushed = 0;
     let release: () => void = () => undefined;

@@ -358,16 +358,19 @@ export class Engine {
       const lost = new AbortController();
       let renewedAt = this.clock.now();
       const renew = setInterval(() => {
-        store.acquireLease(lease, this.owner, ttl).then(
-          (still) => {
-            if (still) renewedAt = this.clock.now();
-            else lost.abort(new IxError('IX_ENGINE_SHUTDOWN'));
-          },
-          (err: unknown) => {
-            log.warn({ err: errorMessage(err) }, 'source lease renewal failed');
-            if (this.clock.now() - renewedAt > (2 * ttl) / 3) lost.abort(new IxError('IX_ENGINE_SHUTDOWN'));
-          },
-        );
+        // a store may throw before its promise (a closed SQLite connection): a rejection here too
+        Promise.resolve()
+          .then(() => store.acquireLease(lease, this.owner, ttl))
+          .then(
+            (still) => {
+              if (still) renewedAt = this.clock.now();
+              else lost.abort(new IxError('IX_ENGINE_SHUTDOWN'));
+            },
+            (err: unknown) => {
+              log.warn({ err: errorMessage(err) }, 'source lease renewal failed');
+              if (this.clock.now() - renewedAt > (2 * ttl) / 3) lost.abort(new IxError('IX_ENGINE_SHUTDOWN'));
+            },
+          );
       }, every);
       renew.unref();
       try {
@@ -454,6 +457,11 @@ export class Engine {
       store.extendLease(queue, this.owner, [...held], leaseMs).catch((err: unknown) => this.logger.warn({ flow: name, err: errorMessage(err) }, 'lease renewal failed'));
     }, Math.max(1000, Math.floor(leaseMs / 3)));
     renew.unref();
+    // the poll of a sleeping pump: the inbox may hold what nobody announced (due retries)
+    const poll = setTimeout(() => {
+      inboxDirty = true;
+      wakeResolve?.();
+    }, pollMs);
     try {
       while (!this.stopping && !f.failed) {
         // Claim on the next turn: the answers to the commit that woke the pump, and requests
@@ -490,18 +498,14 @@ export class Engine {
             continue;
           }
           // Sleep until this process enqueues (wake), another process does (the store's
-          // waitForWork: LISTEN/NOTIFY on PostgreSQL), or the poll interval passes.
-          const idle = new AbortController();
+          // waitForWork: LISTEN/NOTIFY on PostgreSQL), or the poll interval passes. One poll
+          // timer, re-armed per sleep: a busy pump sleeps between most batches.
+          poll.refresh();
+          const waitForWork = store.waitForWork?.bind(store);
+          const idle = waitForWork ? new AbortController() : undefined;
           await new Promise<void>((resolve) => {
-            const timer = setTimeout(() => {
-              inboxDirty = true;
-              resolve();
-            }, pollMs);
-            wakeResolve = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-            store.waitForWork?.(queue, pollMs, idle.signal).then(
+            wakeResolve = resolve;
+            waitForWork?.(queue, pollMs, idle?.signal).then(
               (byWork) => {
                 if (!byWork) return;
                 inboxDirty = true;
@@ -510,7 +514,7 @@ export class Engine {
               () => undefined,
             );
           });
-          idle.abort();
+          idle?.abort();
           wakeResolve = undefined;
           woken = false;
           continue;
@@ -546,6 +550,7 @@ export class Engine {
     } finally {
       this.intake.signal.removeEventListener('abort', onStop);
       clearInterval(renew);
+      clearTimeout(poll);
       await giveBack();
     }
   }

@@ -20,7 +20,7 @@ export interface TestEngine {
 export async function engineFromYaml(
   yaml: string,
   registry: Registry,
-  options: { clock?: Clock; store?: Store; http?: HttpRegistrar; dir?: string; pollMs?: number } = {},
+  options: { clock?: Clock; store?: Store; http?: HttpRegistrar; dir?: string; pollMs?: number; sourceLeaseMs?: number } = {},
 ): Promise<TestEngine> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'ix-test-'));
   const loaded = loadSpecText(yaml, join(dir, 'spec.yaml'), registry, { env: {} });
@@ -32,6 +32,7 @@ export async function engineFromYaml(
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.http ? { http: options.http } : {}),
     pollMs: options.pollMs ?? 50,
+    ...(options.sourceLeaseMs !== undefined ? { sourceLeaseMs: options.sourceLeaseMs } : {}),
   });
   return {
     engine,

@@ -296,11 +296,6 @@ export class SqliteStore implements Store {
   }
 
   /** One process owns a SQLite file, so nobody else to hear from: a short poll. */
-  async waitForWork(_queue: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    await this.clock.sleep(Math.min(timeoutMs, 100), signal).catch(() => undefined);
-    return false;
-  }
-
   // ---- workers (`ix status`) ----
 
   heartbeat(worker: WorkerHeartbeat): Promise<void> {
