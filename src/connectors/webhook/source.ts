@@ -113,7 +113,8 @@ export class WebhookSource implements Source {
 
     const id = verdict.id ?? (this.s.idHeader ? header(req.headers, this.s.idHeader) : undefined) ?? `sha256:${createHash('sha256').update(req.rawBody).digest('hex')}`;
     const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(req.headers)) {
+    for (const k in req.headers) {
+      const v = req.headers[k];
       if (v === undefined || DROPPED_HEADERS.has(k)) continue;
       headers[k] = Array.isArray(v) ? v.join(', ') : v;
     }

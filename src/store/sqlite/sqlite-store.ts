@@ -295,7 +295,6 @@ export class SqliteStore implements Store {
     return Promise.resolve(typeof at === 'number' ? at : undefined);
   }
 
-  /** One process owns a SQLite file, so nobody else to hear from: a short poll. */
   // ---- workers (`ix status`) ----
 
   heartbeat(worker: WorkerHeartbeat): Promise<void> {
