@@ -15,6 +15,7 @@ import { exchange } from '../../resilience/exchange.js';
 import { Deadlines, type AttemptAbort } from '../../resilience/timeout.js';
 import { createSigner, type Signer } from './verify.js';
 import { lazyModule } from '../../core/lazy-module.js';
+import { Fifo } from '../../core/fifo.js';
 
 /** Loaded on first use: a spec without HTTP calls never loads undici. */
 const undici = lazyModule<typeof Undici>('undici');
@@ -233,7 +234,7 @@ export class WebhookSink implements Sink {
   /** Resolved when an in-flight delivery ends, or the sink stops (made on demand). */
   private slotFreed: { readonly promise: Promise<void>; readonly resolve: () => void } | undefined;
   /** Leased to this sink and not started yet: written by `write`, or claimed ahead (no FIFO, breaker closed). */
-  private prefetched: Held[] = [];
+  private readonly prefetched = new Fifo<Held>();
   /** Body bytes of `prefetched`. */
   private heldBytes = 0;
   /** When the outbox is next claimed while held items are waiting. */
@@ -461,7 +462,7 @@ export class WebhookSink implements Sink {
       // the claims. A kept item starts within one attempt's timeout, so its lease covers two.
       const until = now + this.aheadLeaseMs;
       items = (await this.store.claim(this.queue, this.owner, { limit: room + this.s.concurrency, leaseMs: this.aheadLeaseMs })).map((item) => ({ item, until }));
-      this.prefetched = items.splice(room);
+      for (const h of items.splice(room)) this.prefetched.push(h);
       this.nextOutboxClaimAt = now + OUTBOX_CLAIM_EVERY_MS;
     } else items = (await this.store.claim(this.queue, this.owner, { limit: room, leaseMs: this.leaseMs })).map((item) => ({ item, until: now + this.leaseMs }));
     if (items.length === 0) {
@@ -488,7 +489,7 @@ export class WebhookSink implements Sink {
    * is lost is dropped: whoever holds it now sends it.
    */
   private async takeHeld(n: number): Promise<Held[]> {
-    const taken = this.prefetched.splice(0, n);
+    const taken = this.prefetched.take(n);
     for (const h of taken) if (h.body) this.heldBytes -= h.body.length;
     const now = this.clock.now();
     if (taken.every((h) => h.until - now >= this.leaseMs)) return taken;
@@ -501,8 +502,9 @@ export class WebhookSink implements Sink {
     }
     if (lost.size > 0) {
       this.logger.warn({ lost: lost.size }, 'leases of held webhook deliveries ran out before they started; left to their new holder');
-      this.prefetched = this.prefetched.filter((h) => !lost.has(h));
-      this.heldBytes = this.prefetched.reduce((sum, h) => sum + (h.body?.length ?? 0), 0);
+      this.prefetched.retain((h) => !lost.has(h));
+      this.heldBytes = 0;
+      for (const h of this.prefetched) this.heldBytes += h.body?.length ?? 0;
     }
     return taken.filter((h) => !lost.has(h));
   }
@@ -538,8 +540,7 @@ export class WebhookSink implements Sink {
 
   /** Gives claimed items not started yet back to the outbox (breaker not closed, stopping). */
   private async releasePrefetched(): Promise<void> {
-    const ids = this.prefetched.map((h) => h.item.message.id);
-    this.prefetched = [];
+    const ids = this.prefetched.drain().map((h) => h.item.message.id);
     this.heldBytes = 0;
     await this.store.release(this.queue, this.owner, ids);
   }
