@@ -190,8 +190,8 @@ export class Engine {
       spec: flow,
       source,
       sourceCtx,
-      // A store that keeps a worker list is shared by several processes; one process owns the
-      // others (SQLite), and there is nobody to lead.
+      // A store that keeps a worker list is shared by several processes; a store without one
+      // belongs to one process (SQLite), where there is nobody to lead against.
       sourceLeader: cluster === 'leader' && this.o.store.listWorkers !== undefined,
       steps,
       sinks,

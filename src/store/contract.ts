@@ -399,5 +399,50 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect(await store.queueStats('outbox:f:rec')).toEqual({ ready: 1, scheduled: 0, leased: 0 });
       expect((await store.claim('outbox:f:rec', 'w2', { limit: 10, leaseMs: 60_000 })).map((c) => c.message.id)).toEqual(['d3']);
     });
+  
+    it('answers every call on a closed store with a rejected promise, never a synchronous throw', async () => {
+      // callers chain `.catch()` on store calls (lease renewals, releases at stop): a throw
+      // before the promise would escape them as an uncaught exception
+      const closed = await factory(clock);
+      await closed.close();
+      const calls: [string, () => Promise<unknown>][] = [
+        ['enqueue', () => closed.enqueue('q', [{ message: msg('a') }])],
+        ['enqueueLeased', () => closed.enqueueLeased('q', 'w', [{ message: msg('a') }], { leaseMs: 1000 })],
+        ['claim', () => closed.claim('q', 'w', { limit: 1, leaseMs: 1000 })],
+        ['complete', () => closed.complete('q', 'w', ['a'])],
+        ['retry', () => closed.retry('q', 'w', 'a', { availableAt: 0 })],
+        ['release', () => closed.release('q', 'w', ['a'])],
+        ['extendLease', () => closed.extendLease('q', 'w', ['a'], 1000)],
+        ['queueStats', () => closed.queueStats('q')],
+        ['nextAvailableAt', () => closed.nextAvailableAt('q')],
+        ['getCheckpoint', () => closed.getCheckpoint('k')],
+        ['setCheckpoint', () => closed.setCheckpoint('k', 'v')],
+        ['deleteCheckpoint', () => closed.deleteCheckpoint('k')],
+        ['remember', () => closed.remember('s', ['k'], 1000)],
+        ['seen', () => closed.seen('s', ['k'])],
+        ['purgeExpired', () => closed.purgeExpired()],
+        ['acquireRate', () => closed.acquireRate('r', { count: 1, perMs: 1000 })],
+        ['acquireLease', () => closed.acquireLease('l', 'w', 1000)],
+        ['releaseLease', () => closed.releaseLease('l', 'w')],
+        ['deadLetter', () => closed.deadLetter([{ flow: 'f', message: msg('a'), stage: 'sink', reason: 'r', attempts: 1 }])],
+        ['listDeadLetters', () => closed.listDeadLetters()],
+        ['getDeadLetter', () => closed.getDeadLetter(1)],
+        ['countDeadLetters', () => closed.countDeadLetters()],
+        ['replayDeadLetters', () => closed.replayDeadLetters([1], () => 'q')],
+        ['deleteDeadLetters', () => closed.deleteDeadLetters([1])],
+        ['recordDeliveryAttempts', () => closed.recordDeliveryAttempts([], { queue: 'q', owner: 'w', ids: ['a'] })],
+        ['listDeliveryAttempts', () => closed.listDeliveryAttempts()],
+        ['purgeDeliveryAttempts', () => closed.purgeDeliveryAttempts(0)],
+      ];
+      for (const [name, call] of calls) {
+        let result: Promise<unknown>;
+        try {
+          result = call();
+        } catch (err) {
+          throw new Error(`${name} threw at once on a closed store: ${String(err)}`);
+        }
+        await expect(result, name).rejects.toBeDefined();
+      }
+    });
   });
 }

@@ -227,21 +227,21 @@ export class SqliteStore implements Store {
     return { inserted, duplicates: items.length - inserted, insertedFlags: flags };
   }
 
-  claim(queue: string, owner: string, options: ClaimOptions): Promise<QueueItem[]> {
+  async claim(queue: string, owner: string, options: ClaimOptions): Promise<QueueItem[]> {
     const now = this.clock.now();
     const rows = this.tx(() => this.stmts.claim.all(owner, now + options.leaseMs, queue, now, options.limit) as Row[]);
     rows.sort((a, b) => (a['seq'] as number) - (b['seq'] as number));
     return Promise.resolve(rows.map(toQueueItem));
   }
 
-  complete(queue: string, owner: string, ids: readonly string[]): Promise<void> {
+  async complete(queue: string, owner: string, ids: readonly string[]): Promise<void> {
     this.tx(() => {
       for (const id of ids) this.stmts.complete.run(queue, id, owner);
     });
     return Promise.resolve();
   }
 
-  retry(queue: string, owner: string, id: string, options: RetryOptions): Promise<void> {
+  async retry(queue: string, owner: string, id: string, options: RetryOptions): Promise<void> {
     const count = options.countAttempt === false ? 0 : 1;
     const b = options.backoff;
     if (b === undefined) this.stmts.retry.run(options.availableAt, count, options.error ?? null, queue, id, owner);
@@ -263,7 +263,7 @@ export class SqliteStore implements Store {
     return Promise.resolve();
   }
 
-  release(queue: string, owner: string, ids: readonly string[]): Promise<void> {
+  async release(queue: string, owner: string, ids: readonly string[]): Promise<void> {
     const now = this.clock.now();
     this.tx(() => {
       for (const id of ids) this.stmts.release.run(now, queue, id, owner);
@@ -271,7 +271,7 @@ export class SqliteStore implements Store {
     return Promise.resolve();
   }
 
-  extendLease(queue: string, owner: string, ids: readonly string[], leaseMs: number): Promise<string[]> {
+  async extendLease(queue: string, owner: string, ids: readonly string[], leaseMs: number): Promise<string[]> {
     const now = this.clock.now();
     const held: string[] = [];
     this.tx(() => {
@@ -283,13 +283,13 @@ export class SqliteStore implements Store {
     return Promise.resolve(held);
   }
 
-  queueStats(queue?: string): Promise<QueueStats> {
+  async queueStats(queue?: string): Promise<QueueStats> {
     const now = this.clock.now();
     const row = (queue === undefined ? this.stmts.statsAll.get({ now }) : this.stmts.statsQueue.get({ now, queue })) as Row;
     return Promise.resolve({ ready: Number(row['ready']), scheduled: Number(row['scheduled']), leased: Number(row['leased']) });
   }
 
-  nextAvailableAt(queue: string): Promise<number | undefined> {
+  async nextAvailableAt(queue: string): Promise<number | undefined> {
     const row = this.stmts.nextAvailable.get(queue) as Row | undefined;
     const at = row?.['at'];
     return Promise.resolve(typeof at === 'number' ? at : undefined);
@@ -297,7 +297,7 @@ export class SqliteStore implements Store {
 
   // ---- workers (`ix status`) ----
 
-  heartbeat(worker: WorkerHeartbeat): Promise<void> {
+  async heartbeat(worker: WorkerHeartbeat): Promise<void> {
     // a lost heartbeat only hides the worker from `ix status` for a while: no fsync of its own
     this.db
       .prepare(
@@ -307,12 +307,12 @@ export class SqliteStore implements Store {
     return Promise.resolve();
   }
 
-  removeWorker(id: string): Promise<void> {
+  async removeWorker(id: string): Promise<void> {
     this.db.prepare('DELETE FROM workers WHERE id = ?').run(id);
     return Promise.resolve();
   }
 
-  listWorkers(): Promise<WorkerStatus[]> {
+  async listWorkers(): Promise<WorkerStatus[]> {
     const now = this.clock.now();
     this.db.prepare('DELETE FROM workers WHERE heartbeat_at < ?').run(now - WORKER_TIMEOUT_MS * 20);
     const rows = this.db
@@ -346,14 +346,14 @@ export class SqliteStore implements Store {
     );
   }
 
-  holders(): Promise<string[]> {
+  async holders(): Promise<string[]> {
     const rows = this.db
       .prepare('SELECT DISTINCT lease_owner AS owner FROM queue_items WHERE lease_owner IS NOT NULL UNION SELECT DISTINCT owner FROM leases')
       .all() as Row[];
     return Promise.resolve(rows.map((r) => r['owner'] as string));
   }
 
-  releaseHoldings(id: string): Promise<number> {
+  async releaseHoldings(id: string): Promise<number> {
     const now = this.clock.now();
     const under = `${id.replace(/[\\%_]/g, (c) => `\\${c}`)}/%`;
     let n = 0;
@@ -365,12 +365,12 @@ export class SqliteStore implements Store {
     return Promise.resolve(n);
   }
 
-  getCheckpoint(key: string): Promise<string | undefined> {
+  async getCheckpoint(key: string): Promise<string | undefined> {
     const row = this.stmts.getCheckpoint.get(key) as Row | undefined;
     return Promise.resolve(row ? (row['value'] as string) : undefined);
   }
 
-  setCheckpoint(key: string, value: string): Promise<void> {
+  async setCheckpoint(key: string, value: string): Promise<void> {
     // A checkpoint lost to a power cut only means re-reading what it covered (at-least-once),
     // so its commit skips the fsync; the next durable commit (enqueue, dead letter) syncs the
     // WAL with it. A process crash loses nothing either way.
@@ -378,12 +378,12 @@ export class SqliteStore implements Store {
     return Promise.resolve();
   }
 
-  deleteCheckpoint(key: string): Promise<void> {
+  async deleteCheckpoint(key: string): Promise<void> {
     this.stmts.deleteCheckpoint.run(key);
     return Promise.resolve();
   }
 
-  remember(scope: string, keys: readonly string[], ttlMs: number): Promise<boolean[]> {
+  async remember(scope: string, keys: readonly string[], ttlMs: number): Promise<boolean[]> {
     const now = this.clock.now();
     const out: boolean[] = [];
     this.tx(() => {
@@ -392,16 +392,16 @@ export class SqliteStore implements Store {
     return Promise.resolve(out);
   }
 
-  seen(scope: string, keys: readonly string[]): Promise<boolean[]> {
+  async seen(scope: string, keys: readonly string[]): Promise<boolean[]> {
     const now = this.clock.now();
     return Promise.resolve(keys.map((k) => this.stmts.seen.get(scope, k, now) !== undefined));
   }
 
-  purgeExpired(): Promise<number> {
+  async purgeExpired(): Promise<number> {
     return Promise.resolve(this.stmts.purge.run(this.clock.now()).changes);
   }
 
-  acquireRate(key: string, limit: RateLimit): Promise<number> {
+  async acquireRate(key: string, limit: RateLimit): Promise<number> {
     const now = this.clock.now();
     const interval = limit.perMs / limit.count;
     const tolerance = (Math.max(1, limit.burst ?? 1) - 1) * interval;
@@ -415,13 +415,13 @@ export class SqliteStore implements Store {
     return Promise.resolve(Math.ceil(wait));
   }
 
-  acquireLease(name: string, owner: string, ttlMs: number): Promise<boolean> {
+  async acquireLease(name: string, owner: string, ttlMs: number): Promise<boolean> {
     const now = this.clock.now();
     const row = this.tx(() => this.stmts.takeLease.get({ name, owner, expires: now + ttlMs, now }) as Row | undefined);
     return Promise.resolve(row !== undefined);
   }
 
-  releaseLease(name: string, owner: string): Promise<void> {
+  async releaseLease(name: string, owner: string): Promise<void> {
     this.stmts.releaseLease.run(name, owner);
     return Promise.resolve();
   }
@@ -445,19 +445,19 @@ export class SqliteStore implements Store {
     });
   }
 
-  listDeadLetters(filter: DeadLetterFilter = {}): Promise<DeadLetter[]> {
+  async listDeadLetters(filter: DeadLetterFilter = {}): Promise<DeadLetter[]> {
     const limit = filter.limit ?? 100;
     const after = filter.afterId ?? 0;
     const rows = (filter.flow === undefined ? this.stmts.listDead.all(after, limit) : this.stmts.listDeadFlow.all(filter.flow, after, limit)) as Row[];
     return Promise.resolve(rows.map(toDeadLetter));
   }
 
-  getDeadLetter(id: number): Promise<DeadLetter | undefined> {
+  async getDeadLetter(id: number): Promise<DeadLetter | undefined> {
     const row = this.stmts.getDead.get(id) as Row | undefined;
     return Promise.resolve(row ? toDeadLetter(row) : undefined);
   }
 
-  countDeadLetters(flow?: string): Promise<number> {
+  async countDeadLetters(flow?: string): Promise<number> {
     const row = (flow === undefined ? this.stmts.countDead.get() : this.stmts.countDeadFlow.get(flow)) as Row;
     return Promise.resolve(Number(row['n']));
   }
@@ -490,7 +490,7 @@ export class SqliteStore implements Store {
     return n;
   }
 
-  recordDeliveryAttempts(entries: readonly DeliveryAttemptInput[], completed?: CompletedItems): Promise<void> {
+  async recordDeliveryAttempts(entries: readonly DeliveryAttemptInput[], completed?: CompletedItems): Promise<void> {
     this.tx(() => {
       if (completed) for (const id of completed.ids) this.stmts.complete.run(completed.queue, id, completed.owner);
       for (const e of entries) {
@@ -513,7 +513,7 @@ export class SqliteStore implements Store {
     return Promise.resolve();
   }
 
-  listDeliveryAttempts(filter: DeliveryAttemptFilter = {}): Promise<DeliveryAttempt[]> {
+  async listDeliveryAttempts(filter: DeliveryAttemptFilter = {}): Promise<DeliveryAttempt[]> {
     const rows = this.stmts.listAttempts.all({
       after: filter.afterId ?? 0,
       flow: filter.flow ?? null,
@@ -524,7 +524,7 @@ export class SqliteStore implements Store {
     return Promise.resolve(rows.map(toDeliveryAttempt));
   }
 
-  purgeDeliveryAttempts(before: number, outbox?: string): Promise<number> {
+  async purgeDeliveryAttempts(before: number, outbox?: string): Promise<number> {
     const r = outbox === undefined ? this.stmts.purgeAttempts.run(before) : this.stmts.purgeOutboxAttempts.run(before, outbox);
     return Promise.resolve(r.changes);
   }
