@@ -2,13 +2,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startIx } from '../testing/cli.js';
+import { runIx, startIx } from '../testing/cli.js';
 
-async function ix(args: string[], cwd: string): Promise<{ code: number | string; out: string; err: string }> {
-  const r = startIx(args, { cwd });
-  const code = await r.exited;
-  return { code, out: r.stdout(), err: r.stderr() };
-}
+const ix = runIx;
 
 describe('ix dlq and graceful shutdown', () => {
   it('lists, shows and replays dead letters; the replay runs through the flow again', async () => {

@@ -5,6 +5,7 @@ import { startApp, type App } from '../app/app.js';
 import { createRegistry } from '../app/registry.js';
 import { DEFAULT_STORE, openStore } from '../app/store.js';
 import { importOpenApi } from '../connectors/http/openapi-import.js';
+import { enableEndpoints, listDisabledEndpoints } from '../connectors/webhook/endpoints.js';
 import { IxError } from '../core/errors.js';
 import { buildSpecSchema } from '../registry/schema.js';
 import { loadSpecFile } from '../spec/load.js';
@@ -236,6 +237,51 @@ storeOptions(
         `${String(a.id).padEnd(7)} ${new Date(a.at).toISOString().padEnd(24)} ${a.flow.padEnd(14)} ${a.messageId.slice(0, 20).padEnd(20)} ${String(a.attempt).padEnd(3)} ${String(a.status ?? '-').padEnd(6)} ${String(a.latencyMs).padEnd(6)} ${a.outcome.padEnd(11)} ${detail}${next}\n`,
       );
     }
+  });
+});
+
+const endpoints = program.command('endpoints').description('Webhook endpoints disabled after answering 410 Gone; enable them again.');
+
+storeOptions(
+  endpoints
+    .command('list')
+    .description('List disabled webhook endpoints: flow, sink, URL (without query or credentials), since when.')
+    .option('--flow <name>', 'only this flow')
+    .option('--json', 'one JSON object per line'),
+).action(async (opts: StoreOpts & { flow?: string; json?: boolean }) => {
+  await withStore(opts, async (store) => {
+    const list = await listDisabledEndpoints(store, opts.flow);
+    if (opts.json) {
+      for (const { key: _key, ...d } of list) process.stdout.write(`${JSON.stringify(d)}\n`);
+      return;
+    }
+    if (list.length === 0) {
+      process.stdout.write('no disabled endpoints\n');
+      return;
+    }
+    process.stdout.write(`${'FLOW'.padEnd(16)} ${'SINK'.padEnd(22)} ${'SINCE'.padEnd(24)} URL\n`);
+    for (const d of list) {
+      const since = d.since > 0 ? new Date(d.since).toISOString() : '-';
+      process.stdout.write(`${d.flow.padEnd(16)} ${d.sink.padEnd(22)} ${since.padEnd(24)} ${d.url}\n`);
+    }
+  });
+});
+
+storeOptions(
+  endpoints
+    .command('enable')
+    .description(
+      'Enable disabled webhook endpoints again: a running `ix run` delivers to them within a second, else the next one does. Their dead letters stay dead letters: `ix dlq replay` sends them.',
+    )
+    .argument('[flow]', 'the flow whose endpoints to enable')
+    .option('--sink <name>', 'only this sink of the flow (as `ix endpoints list` names it)')
+    .option('--all', 'every disabled endpoint'),
+).action(async (flow: string | undefined, opts: StoreOpts & { sink?: string; all?: boolean }) => {
+  if (flow === undefined && !opts.all) throw new Error('name a flow, or --all');
+  await withStore(opts, async (store) => {
+    const enabled = await enableEndpoints(store, flow, opts.sink);
+    for (const d of enabled) process.stdout.write(`enabled ${d.flow} ${d.sink} ${d.url}\n`);
+    if (enabled.length === 0) process.stdout.write('no disabled endpoints matched\n');
   });
 });
 

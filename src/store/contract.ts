@@ -277,6 +277,24 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect(await store.getCheckpoint('flow/source')).toBeUndefined();
     });
 
+    it('lists checkpoints by a prefix taken literally, in key order, with when they were set', async () => {
+      clock.set(5_000);
+      await store.setCheckpoint('outbox:f:s:disabled:http://b.example/', '{"at":1}');
+      await store.setCheckpoint('outbox:f:s:disabled:http://a.example/', '{"at":2}');
+      await store.setCheckpoint('outbox:f:s:fifo', '{}');
+      await store.setCheckpoint('outbox:g:s:disabled:http://c.example/', '{"at":3}');
+      await store.setCheckpoint('a%b_c', 'pattern characters');
+      await store.setCheckpoint('axbyc', 'would match a LIKE pattern');
+      const list = await store.listCheckpoints('outbox:f:s:disabled:');
+      expect(list).toEqual([
+        { key: 'outbox:f:s:disabled:http://a.example/', value: '{"at":2}', updatedAt: 5_000 },
+        { key: 'outbox:f:s:disabled:http://b.example/', value: '{"at":1}', updatedAt: 5_000 },
+      ]);
+      expect((await store.listCheckpoints('a%b_')).map((c) => c.key)).toEqual(['a%b_c']);
+      expect((await store.listCheckpoints('outbox:')).map((c) => c.key)).toHaveLength(4);
+      expect(await store.listCheckpoints('nothing-here')).toEqual([]);
+    });
+
     it('remembers idempotency keys for their window', async () => {
       expect(await store.remember('s', ['k1', 'k2'], 1000)).toEqual([true, true]);
       expect(await store.remember('s', ['k1', 'k3'], 1000)).toEqual([false, true]);

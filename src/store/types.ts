@@ -61,6 +61,8 @@ export interface Store {
   getCheckpoint(key: string): Promise<string | undefined>;
   setCheckpoint(key: string, value: string): Promise<void>;
   deleteCheckpoint(key: string): Promise<void>;
+  /** The checkpoints whose key starts with `prefix` (taken literally), by key. */
+  listCheckpoints(prefix: string): Promise<Checkpoint[]>;
 
   // ---- idempotency keys ----
   /** Records keys in a scope; returns, per key, true when it was new (not seen in the window). */
@@ -145,6 +147,13 @@ export interface WorkerStatus {
   readonly holds: Record<string, number>;
   /** Leader leases held (e.g. `schedule:<flow>`). */
   readonly leases: string[];
+}
+
+export interface Checkpoint {
+  readonly key: string;
+  readonly value: string;
+  /** When it was last set (ms since epoch, the store's clock). */
+  readonly updatedAt: number;
 }
 
 export interface RateLimit {

@@ -63,3 +63,10 @@ export function startIx(args: string[], options: { cwd?: string; env?: Record<st
       }),
   };
 }
+
+/** Runs `ix ARGS` to its end: exit code (or signal), stdout and stderr. */
+export async function runIx(args: string[], cwd: string): Promise<{ code: number | string; out: string; err: string }> {
+  const r = startIx(args, { cwd });
+  const code = await r.exited;
+  return { code, out: r.stdout(), err: r.stderr() };
+}

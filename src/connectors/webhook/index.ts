@@ -40,7 +40,7 @@ export const webhookSink = defineSink({
     'A write is a durable enqueue into the sink’s outbox; a delivery worker signs (Standard Webhooks by default,',
     '`webhook-id` stable across retries) and POSTs each message. Retries follow the schedule (at once, 1m, 5m, 30m,',
     '2h, 24h, with jitter), honour Retry-After on 429/502/503/504, and end in the DLQ (replayable). 410 disables the',
-    'endpoint. A circuit breaker and a rate limit per endpoint; optional FIFO per key; an SSRF guard refuses private',
+    'endpoint until `ix endpoints enable`. A circuit breaker and a rate limit per endpoint; optional FIFO per key; an SSRF guard refuses private',
     'addresses unless allowed. Every attempt is kept for `ix deliveries`. See docs/webhooks.md.',
   ].join(' '),
   config: WebhookSinkSchema,

@@ -13,6 +13,7 @@ import { replayQueueFor } from '../../store/types.js';
 import { componentContext } from '../../testing/contexts.js';
 import { FakeClock } from '../../testing/fake-clock.js';
 import { CircuitBreaker, parseRetryAfter, RateLimiter, scheduledDelay } from './schedule.js';
+import { enableEndpoints, listDisabledEndpoints } from './endpoints.js';
 import { purgeEvery, resolveSinkSettings, WebhookSink } from './sink.js';
 import type { WebhookSinkConfig } from './spec.js';
 import { SsrfGuard } from './ssrf.js';
@@ -357,6 +358,37 @@ describe('webhook sink', () => {
     await again.write([msg('g3')]);
     await until(async () => (await store.countDeadLetters()) === 3, 'third dead letter');
     expect(receiver.received).toHaveLength(1);
+  });
+
+  it('a disabled endpoint enabled again (`ix endpoints enable`) is delivered to by the running sink, without a restart', async () => {
+    const clock = new FakeClock(Date.now());
+    const { sink, receiver, store } = await setup(clock);
+    receiver.answer = () => ({ status: 410 });
+    await sink.write([msg('e1')]);
+    await until(async () => (await store.countDeadLetters()) === 1, 'dead letter');
+    const listed = await listDisabledEndpoints(store);
+    expect(listed).toEqual([{ flow: 'out', sink: 'out.sink', url: receiver.url, since: clock.now(), key: expect.stringMatching(/^outbox:out:out\.sink:disabled:/) as unknown }]);
+    expect(await listDisabledEndpoints(store, 'other')).toEqual([]);
+    // fixed at the same URL, and enabled: the next delivery goes out once the sink looked again
+    receiver.answer = () => ({ status: 204 });
+    expect((await enableEndpoints(store, 'out', 'out.sink')).map((d) => d.sink)).toEqual(['out.sink']);
+    expect(await listDisabledEndpoints(store)).toEqual([]);
+    await clock.advance(1000);
+    await sink.write([msg('e2')]);
+    await until(() => sink.counts.delivered === 1, 'delivered after enabling');
+    expect(receiver.received.map((r) => (JSON.parse(r.body) as { id: string }).id)).toEqual(['e1', 'e2']);
+    expect(await store.countDeadLetters()).toBe(1);
+  });
+
+  it('lists a disabled endpoint without the query or credentials of its URL', async () => {
+    const clock = new FakeClock(Date.now());
+    const { store } = await setup(clock);
+    await store.setCheckpoint('outbox:f:f.sinks[1]:disabled:https://user:pw@hooks.example/in?token=s3cret#x', JSON.stringify({ at: 42 }));
+    await store.setCheckpoint('outbox:f:f.sinks[1]:fifo', '{}');
+    const [d, ...rest] = await listDisabledEndpoints(store, 'f');
+    expect(rest).toEqual([]);
+    expect(d).toMatchObject({ flow: 'f', sink: 'f.sinks[1]', url: 'https://hooks.example/in', since: 42 });
+    expect(JSON.stringify({ ...d, key: undefined })).not.toMatch(/s3cret|pw@/);
   });
 
   it('purges attempts older than keepAttempts from the history, at start and then periodically', async () => {

@@ -16,6 +16,7 @@ import { Deadlines, type AttemptAbort } from '../../resilience/timeout.js';
 import { createSigner, type Signer } from './verify.js';
 import { lazyModule } from '../../core/lazy-module.js';
 import { Fifo } from '../../core/fifo.js';
+import { disabledKey } from './endpoints.js';
 
 /** Loaded on first use: a spec without HTTP calls never loads undici. */
 const undici = lazyModule<typeof Undici>('undici');
@@ -121,6 +122,9 @@ const HOLD_MAX = 20_000;
 const HOLD_MAX_BYTES = 16 * 1024 * 1024;
 /** While held items wait, the outbox is still claimed this often, so due retries are not starved. */
 const OUTBOX_CLAIM_EVERY_MS = 500;
+
+/** While disabled, a running sink asks the store this often whether it still is (`ix endpoints enable`). */
+const DISABLED_RECHECK_MS = 1000;
 
 /** How long a settle nobody waits on may wait for others to share its commit (real ms). */
 const LAZY_SETTLE_MS = 20;
@@ -246,6 +250,8 @@ export class WebhookSink implements Sink {
   private wakeController = new AbortController();
   private wokenOn: { readonly signal: AbortSignal; readonly promise: Promise<void> } | undefined;
   private disabled: { at: number } | undefined;
+  /** When the store was last asked whether the endpoint is still disabled. */
+  private disabledCheckedAt = 0;
   private fifoBlocks = new Map<string, FifoBlock>();
   private readonly loop: Promise<void>;
   /** When the attempt history is next purged (at start, then every `purgeEvery`). */
@@ -405,7 +411,7 @@ export class WebhookSink implements Sink {
   }
 
   private async loadState(): Promise<void> {
-    const d = await this.store.getCheckpoint(`${this.queue}:disabled:${this.s.url.href}`);
+    const d = await this.store.getCheckpoint(disabledKey(this.queue, this.href));
     if (d) this.disabled = JSON.parse(d) as { at: number };
     if (this.s.fifo) {
       const f = await this.store.getCheckpoint(`${this.queue}:fifo`);
@@ -605,6 +611,23 @@ export class WebhookSink implements Sink {
     await this.store.setCheckpoint(`${this.queue}:fifo`, JSON.stringify(Object.fromEntries(this.fifoBlocks)));
   }
 
+  /** Whether the endpoint is still disabled: the store is asked at most once a second. */
+  private async stillDisabled(): Promise<boolean> {
+    const now = this.clock.now();
+    if (now - this.disabledCheckedAt < DISABLED_RECHECK_MS) return true;
+    this.disabledCheckedAt = now;
+    try {
+      if ((await this.store.getCheckpoint(disabledKey(this.queue, this.href))) !== undefined) return true;
+    } catch (err) {
+      this.logger.warn({ err: errorMessage(err) }, 'could not read whether the endpoint is still disabled; it stays disabled');
+      return true;
+    }
+    if (this.disabled === undefined) return false;
+    this.disabled = undefined;
+    this.logger.info({ url: this.s.url.origin }, 'endpoint enabled again (its 410 mark was removed): delivering');
+    return false;
+  }
+
   /** One attempt; true when delivered. */
   private async deliver(item: DurableQueueItem, body: Buffer | undefined): Promise<boolean> {
     const msg = item.message;
@@ -616,7 +639,7 @@ export class WebhookSink implements Sink {
     }
     const at = this.clock.now();
     const base: AttemptBase = { flow: this.flow, outbox: this.queue, messageId: msg.id, attempt, url: this.href, at };
-    if (this.disabled) {
+    if (this.disabled && (await this.stillDisabled())) {
       const reason = new IxError('IX_WEBHOOK_DISABLED', { url: this.s.url.origin, at: new Date(this.disabled.at).toISOString() }).message;
       await this.deadLetter(item, reason, attempt - 1);
       await this.settler.record({ ...base, latencyMs: 0, outcome: 'disabled', error: reason });
@@ -649,7 +672,8 @@ export class WebhookSink implements Sink {
     const reason = status !== undefined ? `HTTP ${status}${r.excerpt ? `: ${r.excerpt.slice(0, 200)}` : ''}` : (r.error ?? 'no answer');
     if (status === 410) {
       this.disabled = { at };
-      await this.store.setCheckpoint(`${this.queue}:disabled:${this.s.url.href}`, JSON.stringify(this.disabled));
+      this.disabledCheckedAt = at;
+      await this.store.setCheckpoint(disabledKey(this.queue, this.href), JSON.stringify(this.disabled));
       this.logger.warn({ url: this.s.url.origin }, 'endpoint answered 410 Gone: disabled; its deliveries are dead-lettered');
       await this.deadLetter(item, `endpoint answered 410 Gone and is disabled`, attempt);
       await this.settler.record(attemptRecord(base, r, 'disabled'));

@@ -4,6 +4,7 @@ import { IxError } from '../../core/errors.js';
 import type { StoredMessage } from '../../core/message.js';
 import type { Migration } from '../migrations.js';
 import type {
+  Checkpoint,
   ClaimOptions,
   CompletedItems,
   DeadLetter,
@@ -312,6 +313,11 @@ export class PostgresStore implements Store {
 
   async deleteCheckpoint(key: string): Promise<void> {
     await this.query(Q.deleteCheckpoint, [key]);
+  }
+
+  async listCheckpoints(prefix: string): Promise<Checkpoint[]> {
+    const rows = await this.query(Q.listCheckpoints, [prefix]);
+    return rows.map((r) => ({ key: r['key'] as string, value: r['value'] as string, updatedAt: r['updated_at'] as number }));
   }
 
   // ---- idempotency keys ----

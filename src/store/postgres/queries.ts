@@ -219,6 +219,8 @@ export const setCheckpoint = q(
    ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
 );
 export const deleteCheckpoint = q('delete_checkpoint', 'DELETE FROM checkpoints WHERE key = $1');
+/** $1 prefix, taken literally (no LIKE pattern). */
+export const listCheckpoints = q('list_checkpoints', 'SELECT key, value, updated_at FROM checkpoints WHERE starts_with(key, $1) ORDER BY key COLLATE "C"');
 
 // ---- idempotency keys ----
 

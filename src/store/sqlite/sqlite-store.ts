@@ -5,6 +5,7 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import { IxError } from '../../core/errors.js';
 import type { StoredMessage } from '../../core/message.js';
 import type {
+  Checkpoint,
   ClaimOptions,
   CompletedItems,
   DeadLetter,
@@ -142,6 +143,8 @@ export class SqliteStore implements Store {
         'INSERT INTO checkpoints (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at',
       ),
       deleteCheckpoint: db.prepare('DELETE FROM checkpoints WHERE key = ?'),
+      // the prefix taken literally: no LIKE pattern (a key may hold % or _)
+      listCheckpoints: db.prepare('SELECT key, value, updated_at FROM checkpoints WHERE substr(key, 1, length(@prefix)) = @prefix ORDER BY key'),
       seen: db.prepare('SELECT 1 FROM idempotency_keys WHERE scope = ? AND key = ? AND expires_at > ?'),
       remember: db.prepare(
         `INSERT INTO idempotency_keys (scope, key, expires_at) VALUES (?, ?, ?)
@@ -381,6 +384,11 @@ export class SqliteStore implements Store {
   async deleteCheckpoint(key: string): Promise<void> {
     this.stmts.deleteCheckpoint.run(key);
     return Promise.resolve();
+  }
+
+  async listCheckpoints(prefix: string): Promise<Checkpoint[]> {
+    const rows = this.stmts.listCheckpoints.all({ prefix }) as Row[];
+    return Promise.resolve(rows.map((r) => ({ key: r['key'] as string, value: r['value'] as string, updatedAt: r['updated_at'] as number })));
   }
 
   async remember(scope: string, keys: readonly string[], ttlMs: number): Promise<boolean[]> {
