@@ -70,6 +70,12 @@ export interface SyncServiceOptions {
    * Without it, every start runs such a job.
    */
   readonly liveWorkers?: () => Promise<readonly string[]>;
+  /**
+   * The lease `sync:NAME` a scheduled run holds, renewed every third of it while the run
+   * lasts: how soon another worker may run the job after this one died mid-run.
+   * @defaultValue 10 min
+   */
+  readonly syncLeaseMs?: number;
 }
 
 const HISTORY = 50;
@@ -274,15 +280,16 @@ export class SyncService {
 
   /**
    * A scheduled run: never overlapping the previous one of its job (here by `busy`, across
-   * workers by the lease `sync:NAME`), and once per tick across workers: the tick is claimed
-   * in the store, so a worker whose timer fires after another one's run ended skips it. The
-   * run at start of a job without a schedule runs once per cluster (`startRun`).
+   * workers by the lease `sync:NAME`, renewed while the run lasts: `holdLease`), and once per
+   * tick across workers: the tick is claimed in the store, so a worker whose timer fires after
+   * another one's run ended skips it. The run at start of a job without a schedule runs once
+   * per cluster (`startRun`).
    */
   private async scheduled(name: string, trigger: string, tick?: string): Promise<void> {
     if (this.busy.has(name)) return;
     this.busy.add(name);
     const lease = `sync:${name}`;
-    const ttl = 10 * 60_000;
+    const ttl = this.o.syncLeaseMs ?? 10 * 60_000;
     try {
       const once = tick === undefined && trigger === 'start' && this.o.liveWorkers !== undefined;
       if (!(await this.o.store.acquireLease(lease, this.o.owner, ttl))) {
@@ -293,6 +300,7 @@ export class SyncService {
         }
         return;
       }
+      const held = this.holdLease(name, lease, ttl);
       try {
         if (tick !== undefined) {
           const [fresh] = await this.o.store.remember(`sync-ticks:${name}`, [tick], TICK_MEMORY_MS);
@@ -303,8 +311,9 @@ export class SyncService {
           return;
         }
         const at = tick === undefined ? undefined : Number(tick.replace(/^start:/, ''));
-        await this.run(name, {}, trigger, at);
+        await this.run(name, { signal: held.lost }, trigger, at);
       } finally {
+        await held.stop();
         await this.o.store.releaseLease(lease, this.o.owner).catch(() => undefined);
       }
     } catch (err) {
@@ -312,6 +321,55 @@ export class SyncService {
     } finally {
       this.busy.delete(name);
     }
+  }
+
+  /**
+   * Renews the lease `sync:NAME` every third of its ttl while a run holds it. `lost` aborts
+   * once this worker can no longer be sure it holds it (another owner has it, or it was not
+   * renewed for two thirds of it): the run stops taking new work, so two workers never write
+   * the job's target at once. `stop` ends the renewals and waits for one in flight, so that
+   * none takes the lease again after it is released.
+   */
+  private holdLease(name: string, lease: string, ttl: number): { lost: AbortSignal; stop(): Promise<void> } {
+    const { store, owner, clock, logger } = this.o;
+    const lost = new AbortController();
+    const lose = (why: string): void => {
+      if (lost.signal.aborted) return;
+      logger.warn({ sync: name, lease }, `${why}; the sync run stops taking new work`);
+      lost.abort(new IxError('IX_SYNC_LEASE_LOST', { job: name }));
+    };
+    let renewedAt = clock.now();
+    let renewing: Promise<void> | undefined;
+    const stale = (): boolean => clock.now() - renewedAt > (2 * ttl) / 3;
+    const renew = setInterval(() => {
+      if (lost.signal.aborted) return;
+      if (renewing) {
+        if (stale()) lose('the sync lease was not renewed for two thirds of it');
+        return;
+      }
+      // a store may throw before its promise (a closed SQLite connection): a rejection here too
+      renewing = Promise.resolve()
+        .then(() => store.acquireLease(lease, owner, ttl))
+        .then(
+          (still) => {
+            if (still) renewedAt = clock.now();
+            else lose('another worker holds the sync lease');
+          },
+          (err: unknown) => {
+            logger.warn({ sync: name, err: errorMessage(err) }, 'sync lease renewal failed');
+            if (stale()) lose('the sync lease was not renewed for two thirds of it');
+          },
+        )
+        .finally(() => (renewing = undefined));
+    }, Math.max(100, Math.floor(ttl / 3)));
+    renew.unref();
+    return {
+      lost: lost.signal,
+      async stop() {
+        clearInterval(renew);
+        await renewing;
+      },
+    };
   }
 
   /**

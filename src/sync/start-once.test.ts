@@ -1,27 +1,17 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startApp, type App } from '../app/app.js';
 import { dropSchemas, TEST_POSTGRES_URL, testSchemaName } from '../store/postgres/test-support.js';
 import { serviceAvailable } from '../testing/services.js';
-import { RecordsApi } from '../testing/sync-api.js';
+import { contactsFixture, type ContactsFixture } from '../testing/sync-fixture.js';
 import type { SyncRunRecord } from './service.js';
 
 /** A job without a schedule (it runs at start), copying the API's records into a SQLite table. */
-async function fixture(prefix: string, store: (dir: string) => string): Promise<{ dir: string; spec: string; api: RecordsApi }> {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  const api = new RecordsApi();
-  for (let i = 1; i <= 5; i++) api.put(i);
-  const base = await api.start();
-  const db = new Database(join(dir, 'dst.db'));
-  db.exec('CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT, updated_at TEXT NOT NULL)');
-  db.close();
-  const spec = join(dir, 'spec.yaml');
-  writeFileSync(
-    spec,
-    `version: 1
+function fixture(prefix: string, store: (dir: string) => string): Promise<ContactsFixture> {
+  return contactsFixture(
+    prefix,
+    5,
+    (base, dir) => `version: 1
 store: ${store(dir)}
 admin: { enabled: false }
 services: { api: { type: rest, baseUrl: "${base}", endpoints: { records: { method: GET, path: /records, paginate: { type: cursor, param: cursor, next: "$.next", items: "$.data" } } } } }
@@ -31,7 +21,6 @@ syncs:
     streams: { contacts: { from: { http: { service: api, endpoint: records } }, table: contacts, key: id, mode: full } }
 `,
   );
-  return { dir, spec, api };
 }
 
 /** Starts a worker and waits until its run at start ran or was skipped. */
@@ -55,7 +44,7 @@ async function stop(apps: App[], app: App): Promise<void> {
 describe.skipIf(!serviceAvailable('postgres'))('a sync job without a schedule on workers sharing one PostgreSQL store', () => {
   const schema = testSchemaName('ix_sync_once');
   const apps: App[] = [];
-  let f: Awaited<ReturnType<typeof fixture>> | undefined;
+  let f: ContactsFixture | undefined;
 
   afterAll(async () => {
     for (const a of apps.splice(0)) await a.stop();
@@ -93,7 +82,7 @@ describe.skipIf(!serviceAvailable('postgres'))('a sync job without a schedule on
 });
 
 describe('a sync job without a schedule on a SQLite store', () => {
-  let f: Awaited<ReturnType<typeof fixture>> | undefined;
+  let f: ContactsFixture | undefined;
   const apps: App[] = [];
 
   afterAll(async () => {
