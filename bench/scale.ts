@@ -214,7 +214,7 @@ export const scaleBench: Bench = {
     // Rounds long enough that start-up jitter does not decide the ratio: on a fast machine 40k
     // drained in half a second. Quick: 100k (over a second per run); full: 250k.
     const total = quick ? 100_000 : 250_000;
-    const rounds = quick ? 3 : 5;
+    const rounds = 5;
     const pg1: Measured[] = [];
     const pg2: Measured[] = [];
     const one = await pgCluster(1);

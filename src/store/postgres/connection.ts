@@ -15,8 +15,10 @@ export interface PostgresConnectionOptions {
    */
   readonly schema?: string;
   /**
-   * Most connections this process opens (the pool's limit). Each worker process needs a
-   * few; keep `workers × max` under the server's `max_connections`.
+   * Most connections this process opens (the pools' limit): half for commits that take a
+   * message over (enqueues, dead letters; durable when answered), half for the rest (claims,
+   * completions, leases: committed without waiting for the WAL flush), at least one each.
+   * Each worker process needs a few; keep `workers × max` under the server's `max_connections`.
    * @defaultValue 10 (or the URL's `?pool=`)
    */
   readonly max?: number;
@@ -93,8 +95,12 @@ const types = {
  */
 const SESSION_OPTIONS = (schema: string): string => `-c search_path=${schema} -c enable_bitmapscan=off -c enable_sort=off -c jit=off`;
 
-/** A pool whose connections use the store's schema. */
-export function createPool(c: ResolvedConnection, max = c.max): pg.Pool {
+/**
+ * A pool whose connections use the store's schema. With `asyncCommit`, its sessions commit
+ * without waiting for the WAL flush (`synchronous_commit = off`): for the commits that only
+ * record progress (see `NamedQuery.durable` in queries.ts).
+ */
+export function createPool(c: ResolvedConnection, max = c.max, options: { readonly asyncCommit?: boolean } = {}): pg.Pool {
   const pool = new (pgModule().Pool)({
     connectionString: c.connectionString,
     max,
@@ -102,7 +108,7 @@ export function createPool(c: ResolvedConnection, max = c.max): pg.Pool {
     idleTimeoutMillis: 30_000,
     statement_timeout: c.statementTimeoutMs,
     application_name: c.applicationName,
-    options: SESSION_OPTIONS(c.schema),
+    options: `${SESSION_OPTIONS(c.schema)}${options.asyncCommit ? ' -c synchronous_commit=off' : ''}`,
     keepAlive: true,
     types,
   });

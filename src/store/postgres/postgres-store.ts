@@ -62,7 +62,10 @@ export class PostgresStore implements Store {
   readonly schema: string;
   /** The `LISTEN/NOTIFY` channel (one per schema). */
   readonly channel: string;
+  /** Commits that take a message over: durable before they resolve. */
   private readonly pool: pg.Pool;
+  /** Everything else: commits of progress, asynchronous (see `NamedQuery.durable`), and reads. */
+  private readonly progress: pg.Pool;
   private readonly clock: Clock;
   private readonly waker: Waker;
   private readonly workerTimeoutMs: number;
@@ -88,6 +91,7 @@ export class PostgresStore implements Store {
 
   private constructor(pool: pg.Pool, c: ResolvedConnection, options: PostgresStoreOptions) {
     this.pool = pool;
+    this.progress = createPool(c, progressPoolSize(c.max), { asyncCommit: true });
     this.schema = c.schema;
     this.channel = `ix:${c.schema}`;
     this.clock = options.clock ?? systemClock;
@@ -98,7 +102,7 @@ export class PostgresStore implements Store {
   /** Connects, migrates (unless told not to) and returns the store. */
   static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
     const c = resolveConnection(options);
-    const pool = createPool(c);
+    const pool = createPool(c, durablePoolSize(c.max));
     try {
       const migrations = options.migrations ?? postgresMigrations;
       if (options.migrate === false) {
@@ -118,14 +122,15 @@ export class PostgresStore implements Store {
 
   /** Connections open and idle, and callers waiting for one (for metrics and `ix status`). */
   poolStats(): { total: number; idle: number; waiting: number } {
-    return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
+    const [d, p] = [this.pool, this.progress];
+    return { total: d.totalCount + p.totalCount, idle: d.idleCount + p.idleCount, waiting: d.waitingCount + p.waitingCount };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.waker.close();
-    await this.pool.end();
+    await Promise.all([this.pool.end(), this.progress.end()]);
   }
 
   // ---- queues ----
@@ -505,16 +510,17 @@ export class PostgresStore implements Store {
 
   private async exec(query: Q.NamedQuery, values: unknown[]): Promise<pg.QueryResult<Row>> {
     try {
-      return await this.pool.query<Row>({ name: query.name, text: query.text, values });
+      return await (query.durable ? this.pool : this.progress).query<Row>({ name: query.name, text: query.text, values });
     } catch (err) {
       throw storeError(err);
     }
   }
 
+  /** A connection of the progress pool for `fn` (statements whose commits are progress). */
   private async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     let client: pg.PoolClient;
     try {
-      client = await this.pool.connect();
+      client = await this.progress.connect();
     } catch (err) {
       throw storeError(err);
     }
@@ -529,6 +535,7 @@ export class PostgresStore implements Store {
     }
   }
 
+  /** A durable transaction (the durable pool): what it commits is on disk once it resolves. */
   private async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     let client: pg.PoolClient;
     try {
@@ -552,6 +559,11 @@ export class PostgresStore implements Store {
     }
   }
 }
+
+/** Connections for durable commits: half of the limit, at least one. */
+const durablePoolSize = (max: number): number => Math.max(1, Math.ceil(max / 2));
+/** Connections for progress: the rest of the limit, at least one. */
+const progressPoolSize = (max: number): number => Math.max(1, max - durablePoolSize(max));
 
 /** Claimed rows remembered for completion by seq, at most (a few batches of every flow). */
 const MAX_CLAIMED = 100_000;

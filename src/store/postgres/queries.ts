@@ -10,9 +10,20 @@
 export interface NamedQuery {
   readonly name: string;
   readonly text: string;
+  /**
+   * A commit that takes a message over (an enqueue, a dead letter): on disk before it is
+   * answered. Every other commit records progress (claims, completions, retries, leases,
+   * checkpoints, delivery attempts) and is committed asynchronously: a crash of the server
+   * may undo the last few hundred milliseconds of them, which gives their messages back to
+   * the queue (delivered again: at-least-once), never loses one. The SQLite store's commits
+   * of progress likewise skip their own fsync.
+   */
+  readonly durable?: true;
 }
 
 const q = (name: string, text: string): NamedQuery => ({ name: `ix_${name}`, text });
+/** A statement whose commit must be durable before it resolves (see `NamedQuery.durable`). */
+const dq = (name: string, text: string): NamedQuery => ({ name: `ix_${name}`, text, durable: true });
 
 // ---- queues ----
 
@@ -21,7 +32,7 @@ const q = (name: string, text: string): NamedQuery => ({ name: `ix_${name}`, tex
  * Inserts in the given order (so `seq` keeps it), skips ids already in the queue, and wakes
  * listeners once per transaction (PostgreSQL folds identical notifications).
  */
-export const enqueueItems = q(
+export const enqueueItems = dq(
   'enqueue',
   `WITH ins AS (
      INSERT INTO queue_items (queue, id, message, available_at, enqueued_at)
@@ -39,7 +50,7 @@ export const enqueueItems = q(
  * $7 window expiry. The ids are remembered in the idempotency scope named after the queue in
  * the same statement, and only those remembered now are inserted.
  */
-export const enqueueItemsDeduped = q(
+export const enqueueItemsDeduped = dq(
   'enqueue_dedupe',
   `WITH items AS (
      SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY AS t(id, message, available_at, ord)
@@ -74,10 +85,10 @@ const insertLeased = (where: string): string =>
  * expiry (their lease_until, as `claimItems` writes it), $5 now (due at once), $6 owner. Nobody
  * else can claim them before the expiry, so no listener is woken.
  */
-export const enqueueItemsLeased = q('enqueue_leased', insertLeased(''));
+export const enqueueItemsLeased = dq('enqueue_leased', insertLeased(''));
 
 /** `enqueueItemsLeased` with the dedupe window of `enqueueItemsDeduped`: $7 window expiry. */
-export const enqueueItemsLeasedDeduped = q(
+export const enqueueItemsLeasedDeduped = dq(
   'enqueue_leased_dedupe',
   `WITH fresh AS (
      INSERT INTO idempotency_keys (scope, key, expires_at)
@@ -269,7 +280,7 @@ export const releaseLease = q('release_lease', 'DELETE FROM leases WHERE name = 
 // ---- dead letters ----
 
 /** $1 flows, $2 message ids, $3 messages, $4 failed, $5 stages, $6 reasons, $7 attempts, $8 now, $9 replay queues. */
-export const insertDeadLetters = q(
+export const insertDeadLetters = dq(
   'insert_dead',
   `INSERT INTO dead_letters (flow, message_id, message, failed, stage, reason, attempts, created_at, replay_queue)
    SELECT t.flow, t.mid, t.message, t.failed, t.stage, t.reason, t.attempts, $8, t.replay_queue
@@ -295,7 +306,7 @@ export const requeueDeadLetter = q(
   `INSERT INTO queue_items (queue, id, message, available_at, enqueued_at) VALUES ($1, $2, $3, $4, $4)
    ON CONFLICT (queue, id) DO UPDATE SET available_at = $4, lease_owner = NULL, lease_until = NULL, attempts = 0`,
 );
-export const deleteDeadLetters = q('delete_dead', 'DELETE FROM dead_letters WHERE id = ANY($1::bigint[])');
+export const deleteDeadLetters = dq('delete_dead', 'DELETE FROM dead_letters WHERE id = ANY($1::bigint[])');
 
 // ---- delivery attempts (outbound webhooks; `ix deliveries`) ----
 
