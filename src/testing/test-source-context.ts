@@ -2,7 +2,7 @@ import type { Ack, BatchOutcome, ComponentStore, HttpRoute, PersistResult, Sourc
 import type { Message } from '../core/message.js';
 import { Outcome } from '../core/component.js';
 import { systemClock, type Clock } from '../core/clock.js';
-import { silentLogger } from '../core/logger.js';
+import { silentLogger, type Logger } from '../core/logger.js';
 
 /** What the fake flow does with one emitted message. */
 export type Decision = 'deliver' | 'filter' | 'dead-letter' | 'reject' | 'hang';
@@ -15,6 +15,12 @@ export interface TestSourceContextOptions {
   /** Milliseconds before a batch settles. @defaultValue 0 */
   settleDelayMs?: number;
   name?: string;
+  /** @defaultValue `test` */
+  flow?: string;
+  /** This worker's id; contexts on one store with different owners stand for several workers. @defaultValue `test-worker` */
+  owner?: string;
+  /** @defaultValue silent */
+  logger?: Logger;
   /** The store the source sees. @defaultValue one that fails every call */
   store?: ComponentStore;
 }
@@ -27,8 +33,8 @@ export interface TestSourceContextOptions {
  */
 export class TestSourceContext implements SourceContext {
   readonly name: string;
-  readonly flow = 'test';
-  readonly logger = silentLogger;
+  readonly flow: string;
+  readonly logger: Logger;
   readonly clock: Clock;
   readonly baseDir = process.cwd();
   readonly batchSize: number;
@@ -39,7 +45,7 @@ export class TestSourceContext implements SourceContext {
     has: () => false,
   };
   readonly store: ComponentStore;
-  readonly owner = 'test-worker';
+  readonly owner: string;
   readonly controller = new AbortController();
   readonly signal = this.controller.signal;
   readonly http = { route: (_r: HttpRoute) => undefined };
@@ -57,6 +63,9 @@ export class TestSourceContext implements SourceContext {
 
   constructor(opts: TestSourceContextOptions = {}) {
     this.name = opts.name ?? 'test.source';
+    this.flow = opts.flow ?? 'test';
+    this.owner = opts.owner ?? 'test-worker';
+    this.logger = opts.logger ?? silentLogger;
     this.batchSize = opts.batchSize ?? 100;
     this.clock = opts.clock ?? systemClock;
     this.decide = opts.decide ?? (() => 'deliver');

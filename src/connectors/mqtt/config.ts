@@ -22,7 +22,10 @@ export const MqttSourceConfig = Type.Object(
     ...Common,
     topics: Type.Array(Type.String(), { minItems: 1, description: 'Topic filters, wildcards allowed: `orders/+/created`, `orders/#`.' }),
     clientId: Type.Optional(
-      Type.String({ description: 'Client id; the persistent session is keyed by it, so keep it stable. @defaultValue ix-FLOW' }),
+      Type.String({
+        description:
+          'Client id: the broker keys the persistent session by it (the store the delivery counts), and disconnects a client when another connects with the same id. Unset, it is `ix-FLOW`, stable across restarts; with only `$share/` topics, where every worker subscribes, each worker leases a session slot in the store instead (`ix-FLOW`, `ix-FLOW-1`, `ix-FLOW-2` …): workers sharing the store never collide, and a worker that starts resumes a free slot\'s session. Set, it is used as given: for several workers on `$share/` topics make it differ per worker and stay stable across restarts, e.g. `ix-readings-${env.HOSTNAME}`. @defaultValue ix-FLOW',
+      }),
     ),
     clean: Type.Boolean({
       default: false,

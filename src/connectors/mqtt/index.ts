@@ -1,6 +1,7 @@
 import type { Registry } from '../../registry/registry.js';
 import { defineSink, defineSource } from '../../registry/registry.js';
 import { withDefaults } from '../broker-kit.js';
+import { sharedOnly } from './client-id.js';
 import { MqttSinkConfig, MqttSourceConfig } from './config.js';
 import { MqttSink } from './sink.js';
 import { MqttSource } from './source.js';
@@ -8,7 +9,7 @@ import { MqttSource } from './source.js';
 export { MqttSink, MqttSinkConfig, MqttSource, MqttSourceConfig };
 
 export const mqttSource = defineSource({
-  cluster: (config) => (config.topics.every((t) => t.startsWith('$share/')) ? 'every-worker' : 'leader'),
+  cluster: (config) => (sharedOnly(config.topics) ? 'every-worker' : 'leader'),
   clusterDoc: 'when every topic is a shared subscription (`$share/<group>/<filter>`, MQTT 5) it runs on every worker, which share the messages; otherwise on one leader worker at a time, since each subscriber would receive every message.',
   kind: 'mqtt',
   summary: 'Subscribes to MQTT topic filters with QoS 0/1/2 and a persistent session; acks after settle.',

@@ -6,9 +6,17 @@ import { errorMessage } from '../../core/errors.js';
 import { createMessage } from '../../core/message.js';
 import { parseDuration } from '../../core/units.js';
 import { DeliveryCounter, DeliveryPump, backoffOf, childSignal, decodePayload, digestId, exceededError, redactUrl, runWithReconnect } from '../broker-kit.js';
+import { SESSION_TAKEN_OVER, SessionSlots, TakeoverWatch, defaultClientId, sharedOnly } from './client-id.js';
 import type { MqttSourceConfig } from './config.js';
 
 const mqtt = lazyModule<typeof Mqtt>('mqtt');
+
+/** What a user can do about a session takeover, by how the client id was chosen. */
+function takeoverHint(c: MqttSourceConfig, slotted: boolean): string {
+  if (slotted) return 'an engine that does not share this store leased the same session slot: the workers of one $share subscription should share one store';
+  if (c.clientId === undefined) return 'several engines run this flow with the default clientId (ix-FLOW) without sharing a store: share one store (one leader then runs the flow) or give each its own clientId';
+  return 'each client needs an id of its own: with several workers, make clientId differ per worker, e.g. with ${env.HOSTNAME} in it';
+}
 
 type SendPacket = (packet: Packet, cb?: (err?: Error) => void, cbStorePut?: () => void, noStore?: boolean) => void;
 
@@ -29,11 +37,16 @@ export class MqttSource implements Source {
 
   async run(ctx: SourceContext): Promise<void> {
     const c = this.c;
-    const clientId = c.clientId ?? `ix-${ctx.flow}`.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64);
-    const logger = ctx.logger.child({ topics: c.topics, clientId });
     const retryDelay = parseDuration(c.retryDelay);
-    const countKey = (id: string): string => `mqtt-deliveries:${clientId}:${id}`;
-    await runWithReconnect({ signal: ctx.signal, clock: ctx.clock, logger, backoff: backoffOf(c), what: `mqtt ${redactUrl(c.url)}` }, async (healthy) => {
+    // Unset, the id is `ix-FLOW`: stable, so a restart resumes the persistent session. A source on
+    // every worker (only `$share/` topics) leases a session slot of its own instead (SessionSlots).
+    const slots = c.clientId === undefined && sharedOnly(c.topics) ? new SessionSlots(ctx.store, ctx.owner, defaultClientId(ctx.flow), ctx.logger) : undefined;
+    const watch = new TakeoverWatch(ctx.clock);
+    const reconnect = { signal: ctx.signal, clock: ctx.clock, logger: ctx.logger.child({ topics: c.topics }), backoff: backoffOf(c), what: `mqtt ${redactUrl(c.url)}` };
+    await runWithReconnect(reconnect, async (healthy) => {
+      const clientId = slots ? await slots.claim() : (c.clientId ?? defaultClientId(ctx.flow));
+      const logger = ctx.logger.child({ topics: c.topics, clientId });
+      const countKey = (id: string): string => `mqtt-deliveries:${clientId}:${id}`;
       const lost = childSignal(ctx.signal);
       const pump = new DeliveryPump(ctx, { logger });
       this.pump = pump;
@@ -48,18 +61,36 @@ export class MqttSource implements Source {
         ...(c.protocolVersion === 5 ? { properties: { sessionExpiryInterval: Math.round(parseDuration(c.sessionExpiry) / 1000) } } : {}),
       };
       let client: MqttClient | undefined;
+      const keeping = slots?.keep((err) => lost.abort(err));
       try {
         // handlers go in before the connection opens: a resumed session redelivers right after CONNACK
         client = mqtt().connect(c.url, opts);
         this.client = client;
         const cl = client;
+        let up = false;
         const connected = new Promise<void>((resolve, reject) => {
-          cl.once('connect', () => resolve());
+          cl.once('connect', () => {
+            up = true;
+            resolve();
+          });
           cl.once('error', reject);
           cl.once('close', () => reject(new Error('connection closed')));
         });
         cl.on('error', () => undefined);
-        cl.on('close', () => lost.abort(new Error('connection closed')));
+        const hint = takeoverHint(c, slots !== undefined);
+        cl.on('disconnect', (packet) => {
+          if (packet.reasonCode !== SESSION_TAKEN_OVER) return;
+          if (watch.reported()) logger.warn({ hint }, `mqtt: session taken over: another client connected with this clientId${slots ? '; moving to another session slot' : ''}`);
+          slots?.takenOver();
+          lost.abort(new Error(`session taken over by another client with clientId ${clientId}`));
+        });
+        cl.on('close', () => {
+          // closed by the broker (not by this source, which aborts `lost` first) after it was up
+          if (up && !lost.signal.aborted && watch.dropped()) {
+            logger.warn({ hint }, 'mqtt: session taken over, most likely: the broker keeps closing this connection without a reason while reconnects succeed');
+          }
+          lost.abort(new Error('connection closed'));
+        });
         // hold PUBACK / PUBREC until the flow settled the message; let the client read on
         const held = new Set<number>();
         const send = (cl as unknown as { _sendPacket: SendPacket })._sendPacket.bind(cl);
@@ -172,11 +203,12 @@ export class MqttSource implements Source {
         if (ctx.signal.aborted) return;
         throw lost.signal.reason instanceof Error ? lost.signal.reason : new Error('connection lost');
       } finally {
+        keeping?.();
         this.pump = undefined;
         this.client = undefined;
         await client?.endAsync(true).catch(() => undefined);
       }
-    });
+    }).finally(() => slots?.release());
   }
 
   async close(): Promise<void> {
