@@ -73,7 +73,7 @@ export interface SyncServiceOptions {
   /**
    * The lease `sync:NAME` a scheduled run holds, renewed every third of it while the run
    * lasts: how soon another worker may run the job after this one died mid-run.
-   * @defaultValue 10 min
+   * @defaultValue 60 s
    */
   readonly syncLeaseMs?: number;
 }
@@ -289,7 +289,7 @@ export class SyncService {
     if (this.busy.has(name)) return;
     this.busy.add(name);
     const lease = `sync:${name}`;
-    const ttl = this.o.syncLeaseMs ?? 10 * 60_000;
+    const ttl = this.o.syncLeaseMs ?? 60_000;
     try {
       const once = tick === undefined && trigger === 'start' && this.o.liveWorkers !== undefined;
       if (!(await this.o.store.acquireLease(lease, this.o.owner, ttl))) {

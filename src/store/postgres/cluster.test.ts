@@ -525,6 +525,13 @@ describe.skipIf(!serviceAvailable('postgres'))('several workers on one PostgreSQ
       // runs the job again too.
       const alone = await start();
       expect(alone.stderr()).toMatch(/sync run finished/);
+      // "finished" is logged before the job's lease is released: killed in between, the lease
+      // would stand for its ttl and the next worker would rightly leave the job to its holder
+      for (let i = 0; i < 200; i++) {
+        const held = await db.query(`SELECT 1 FROM ${schema}.leases WHERE name = 'sync:once'`);
+        if (held.rowCount === 0) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
       alone.child.kill('SIGKILL');
       await alone.exited;
       const next = await start();
