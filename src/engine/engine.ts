@@ -13,6 +13,7 @@ import { inboxQueue, type QueueItem, type Store } from '../store/types.js';
 import { backoffFrom } from './backoff.js';
 import { FlowRunner, type BuiltSink, type BuiltStep, type FlowStats } from './flow.js';
 import { EngineMetrics } from './metrics.js';
+import { CompleteGroup } from './complete-group.js';
 import { Persister } from './persister.js';
 import { ResourceTable } from './resources.js';
 import { compileExpression, type Expression } from '../transform/index.js';
@@ -452,6 +453,8 @@ export class Engine {
     // came due, replayed dead letters and what other workers or full hand-overs left there.
     let claimedAt = 0;
     const claimEveryMs = 500;
+    // acknowledgements of settled batches, committed in groups
+    const completes = new CompleteGroup((ids) => store.complete(queue, this.owner, ids));
     const renew = setInterval(() => {
       if (held.size === 0) return;
       store.extendLease(queue, this.owner, [...held], leaseMs).catch((err: unknown) => this.logger.warn({ flow: name, err: errorMessage(err) }, 'lease renewal failed'));
@@ -529,7 +532,7 @@ export class Engine {
         }
         const p = settled
           .then(
-            () => store.complete(queue, this.owner, ids),
+            () => completes.add(ids),
             // released messages are ready again at once: the next turn claims them
             () =>
               store.release(queue, this.owner, ids).then(() => {
@@ -546,6 +549,7 @@ export class Engine {
           });
         inFlight.add(p);
       }
+      // (a group still waiting commits within its wait: CompleteGroup's maxWaitMs)
       await Promise.allSettled([...inFlight]);
     } finally {
       this.intake.signal.removeEventListener('abort', onStop);
