@@ -26,7 +26,7 @@ export class CompleteGroup {
     return done;
   }
 
-  /** Commits what waits now (at stop, so nothing waits for the timer). */
+  /** Commits what waits now, without waiting for the timer. */
   flush(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;

@@ -14,6 +14,7 @@ import { backoffFrom } from './backoff.js';
 import { FlowRunner, type BuiltSink, type BuiltStep, type FlowStats } from './flow.js';
 import { EngineMetrics } from './metrics.js';
 import { CompleteGroup } from './complete-group.js';
+import { keepLease } from '../core/lease.js';
 import { Persister } from './persister.js';
 import { ResourceTable } from './resources.js';
 import { compileExpression, type Expression } from '../transform/index.js';
@@ -356,32 +357,24 @@ export class Engine {
       }
       waiting = false;
       log.info({ lease }, 'leading this source');
-      const lost = new AbortController();
-      let renewedAt = this.clock.now();
-      const renew = setInterval(() => {
-        // a store may throw before its promise (a closed SQLite connection): a rejection here too
-        Promise.resolve()
-          .then(() => store.acquireLease(lease, this.owner, ttl))
-          .then(
-            (still) => {
-              if (still) renewedAt = this.clock.now();
-              else lost.abort(new IxError('IX_ENGINE_SHUTDOWN'));
-            },
-            (err: unknown) => {
-              log.warn({ err: errorMessage(err) }, 'source lease renewal failed');
-              if (this.clock.now() - renewedAt > (2 * ttl) / 3) lost.abort(new IxError('IX_ENGINE_SHUTDOWN'));
-            },
-          );
-      }, every);
-      renew.unref();
+      const kept = keepLease({
+        store,
+        name: lease,
+        owner: this.owner,
+        ttlMs: ttl,
+        clock: this.clock,
+        lostError: () => new IxError('IX_ENGINE_SHUTDOWN'),
+        onRenewFailed: (err) => log.warn({ err: errorMessage(err) }, 'source lease renewal failed'),
+      });
+      const lost = kept.lost;
       try {
-        await f.source.run({ ...ctx, signal: AbortSignal.any([this.intake.signal, lost.signal]) });
+        await f.source.run({ ...ctx, signal: AbortSignal.any([this.intake.signal, lost]) });
       } catch (err) {
-        if (!lost.signal.aborted) throw err;
+        if (!lost.aborted) throw err;
       } finally {
-        clearInterval(renew);
+        await kept.stop();
       }
-      if (lost.signal.aborted && !this.stopping) {
+      if (lost.aborted && !this.stopping) {
         log.warn({ lease }, 'lost the source lease; standing by');
         continue;
       }

@@ -8,6 +8,7 @@ import { Cron } from 'croner';
 import type { Clock } from '../core/clock.js';
 import type { ComponentStore, HttpRegistrar, Outcome, Resources, Source, SourceContext } from '../core/component.js';
 import { errorMessage, IxError } from '../core/errors.js';
+import { keepLease, type KeptLease } from '../core/lease.js';
 import type { Logger } from '../core/logger.js';
 import { parseDuration } from '../core/units.js';
 import type { Registry } from '../registry/registry.js';
@@ -324,52 +325,25 @@ export class SyncService {
   }
 
   /**
-   * Renews the lease `sync:NAME` every third of its ttl while a run holds it. `lost` aborts
-   * once this worker can no longer be sure it holds it (another owner has it, or it was not
-   * renewed for two thirds of it): the run stops taking new work, so two workers never write
-   * the job's target at once. `stop` ends the renewals and waits for one in flight, so that
-   * none takes the lease again after it is released.
+   * Renews the lease `sync:NAME` while a run holds it (`keepLease`). `lost` aborts once this
+   * worker can no longer be sure it holds it: the run stops taking new work, so two workers
+   * never write the job's target at once.
    */
-  private holdLease(name: string, lease: string, ttl: number): { lost: AbortSignal; stop(): Promise<void> } {
+  private holdLease(name: string, lease: string, ttl: number): KeptLease {
     const { store, owner, clock, logger } = this.o;
-    const lost = new AbortController();
-    const lose = (why: string): void => {
-      if (lost.signal.aborted) return;
-      logger.warn({ sync: name, lease }, `${why}; the sync run stops taking new work`);
-      lost.abort(new IxError('IX_SYNC_LEASE_LOST', { job: name }));
-    };
-    let renewedAt = clock.now();
-    let renewing: Promise<void> | undefined;
-    const stale = (): boolean => clock.now() - renewedAt > (2 * ttl) / 3;
-    const renew = setInterval(() => {
-      if (lost.signal.aborted) return;
-      if (renewing) {
-        if (stale()) lose('the sync lease was not renewed for two thirds of it');
-        return;
-      }
-      // a store may throw before its promise (a closed SQLite connection): a rejection here too
-      renewing = Promise.resolve()
-        .then(() => store.acquireLease(lease, owner, ttl))
-        .then(
-          (still) => {
-            if (still) renewedAt = clock.now();
-            else lose('another worker holds the sync lease');
-          },
-          (err: unknown) => {
-            logger.warn({ sync: name, err: errorMessage(err) }, 'sync lease renewal failed');
-            if (stale()) lose('the sync lease was not renewed for two thirds of it');
-          },
-        )
-        .finally(() => (renewing = undefined));
-    }, Math.max(100, Math.floor(ttl / 3)));
-    renew.unref();
-    return {
-      lost: lost.signal,
-      async stop() {
-        clearInterval(renew);
-        await renewing;
+    return keepLease({
+      store,
+      name: lease,
+      owner,
+      ttlMs: ttl,
+      clock,
+      lostError: (why) => {
+        const what = why === 'taken' ? 'another worker holds the sync lease' : 'the sync lease was not renewed for two thirds of it';
+        logger.warn({ sync: name, lease }, `${what}; the sync run stops taking new work`);
+        return new IxError('IX_SYNC_LEASE_LOST', { job: name });
       },
-    };
+      onRenewFailed: (err) => logger.warn({ sync: name, err: errorMessage(err) }, 'sync lease renewal failed'),
+    });
   }
 
   /**

@@ -56,10 +56,7 @@ type EndpointStore = Pick<DurableStore, 'deleteCheckpoint'> & { listCheckpoints(
 /** Disabled endpoints, of one flow when given, by flow and sink. */
 export async function listDisabledEndpoints(store: EndpointStore, flow?: string): Promise<DisabledEndpoint[]> {
   const marks = await store.listCheckpoints(flow === undefined ? OUTBOX : `${OUTBOX}${flow}:`);
-  return marks.flatMap((m) => {
-    const d = parse(m.key, m.value);
-    return d && (flow === undefined || d.flow === flow) ? [d] : [];
-  });
+  return marks.flatMap((m) => parse(m.key, m.value) ?? []);
 }
 
 /** Enables the disabled endpoints of `flow` (of its sink `sink` only, when given); returns them. */

@@ -622,7 +622,6 @@ export class WebhookSink implements Sink {
       this.logger.warn({ err: errorMessage(err) }, 'could not read whether the endpoint is still disabled; it stays disabled');
       return true;
     }
-    if (this.disabled === undefined) return false;
     this.disabled = undefined;
     this.logger.info({ url: this.s.url.origin }, 'endpoint enabled again (its 410 mark was removed): delivering');
     return false;
