@@ -71,10 +71,17 @@ describe.skipIf(!serviceAvailable('postgres'))('crash: ix run SIGKILLed mid-stre
     for (let i = 0; i < 3; i++) {
       const before = (await count(gen)) + (await count(poll));
       const r = run();
-      // wait until this run is writing, then kill it at a random moment
       const deadline = Date.now() + 30_000;
-      while ((await count(gen)) + (await count(poll)) <= before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
-      await new Promise((res) => setTimeout(res, 100 + Math.floor(Math.random() * 600)));
+      if (i === 0) {
+        // the polling flow reads tens of thousands of rows a second, so a kill timed by the clock
+        // can land after it finished: the first kill waits for a row count inside the stream
+        const target = 1000 + Math.floor(Math.random() * (N / 2));
+        while ((await count(poll)) < target && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+      } else {
+        // wait until this run is writing, then kill it at a random moment
+        while ((await count(gen)) + (await count(poll)) <= before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+        await new Promise((res) => setTimeout(res, 100 + Math.floor(Math.random() * 600)));
+      }
       r.child.kill('SIGKILL');
       await r.exit;
       const g = await count(gen);
