@@ -49,6 +49,30 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect((await store.enqueue('q', [{ message: msg('a') }], { dedupeTtlMs: 10_000 })).inserted).toBe(1);
     });
 
+    it('refuses a duplicate while the first is in flight, once it was dead-lettered or delivered, for the window counted from its enqueue', async () => {
+      const t0 = clock.now();
+      await store.enqueue('q', [{ message: msg('a') }], { dedupeTtlMs: 10_000 });
+      await store.claim('q', 'w', { limit: 10, leaseMs: 60_000 });
+      clock.set(t0 + 4000);
+      expect((await store.enqueue('q', [{ message: msg('a') }], { dedupeTtlMs: 10_000 })).insertedFlags).toEqual([false]);
+      await store.complete('q', 'w', ['a']);
+      expect((await store.enqueueLeased('q', 'w', [{ message: msg('a') }], { leaseMs: 1000, dedupeTtlMs: 10_000 })).insertedFlags).toEqual([false]);
+      clock.set(t0 + 10_001);
+      expect((await store.enqueue('q', [{ message: msg('a') }], { dedupeTtlMs: 10_000 })).insertedFlags).toEqual([true]);
+
+      await store.enqueueLeased('q', 'w', [{ message: msg('dead') }, { message: msg('sent') }], { leaseMs: 60_000, dedupeTtlMs: 10_000 });
+      await store.deadLetter([{ flow: 'f', message: msg('dead'), stage: 'sink', reason: 'HTTP 400', attempts: 1 }]);
+      await store.complete('q', 'w', ['dead']);
+      await store.recordDeliveryAttempts([], { queue: 'q', owner: 'w', ids: ['sent'] });
+      expect(await store.queueStats('q')).toEqual({ ready: 1, scheduled: 0, leased: 0 });
+      expect((await store.enqueue('q', [{ message: msg('dead') }, { message: msg('sent') }, { message: msg('new') }], { dedupeTtlMs: 10_000 })).insertedFlags).toEqual([false, false, true]);
+      // a completion by someone who no longer holds the item neither removes it nor remembers it early
+      await store.enqueueLeased('q', 'w', [{ message: msg('held') }], { leaseMs: 60_000, dedupeTtlMs: 1000 });
+      await store.complete('q', 'other', ['held']);
+      clock.set(clock.now() + 1001);
+      expect((await store.enqueue('q', [{ message: msg('held') }], { dedupeTtlMs: 1000 })).insertedFlags).toEqual([false]);
+    });
+
     it('enqueues leased to the writer: nobody else claims them until the lease expires', async () => {
       await store.enqueue('q', [{ message: msg('old') }]);
       const r = await store.enqueueLeased('q', 'w1', [{ message: msg('a') }, { message: msg('b') }, { message: msg('old') }], { leaseMs: 5000 });

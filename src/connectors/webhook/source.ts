@@ -64,8 +64,8 @@ function errorResponse(code: ErrorCode, params: Record<string, string | number>,
  * The `webhook` source: verifies, persists, then answers. A request is answered 2xx only once
  * its message is in the flow's durable inbox; the engine processes the inbox afterwards, under
  * the flow's error policy. The engine commits concurrent requests together (group commit), so
- * the store's fsync is shared by everything that arrived meanwhile; the same transaction
- * remembers each id for `dedupeWindow`, so a sender's retry is answered as a duplicate.
+ * the store's fsync is shared by everything that arrived meanwhile. Each id is remembered for
+ * `dedupeWindow` from its arrival, so a sender's retry is answered as a duplicate.
  */
 export class WebhookSource implements Source {
   private ctx: SourceContext | undefined;

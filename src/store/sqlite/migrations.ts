@@ -92,4 +92,11 @@ export const sqliteMigrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: 'dedupe keys written when an item leaves its queue',
+    sql: `
+      ALTER TABLE queue_items ADD COLUMN dedupe_until INTEGER;
+    `,
+  },
 ];

@@ -98,15 +98,24 @@ export class SqliteStore implements Store {
       insert: db.prepare(
         'INSERT OR IGNORE INTO queue_items (queue, id, message, available_at, enqueued_at) VALUES (?, ?, ?, ?, ?)',
       ),
+      insertDeduped: db.prepare(
+        'INSERT OR IGNORE INTO queue_items (queue, id, message, available_at, enqueued_at, dedupe_until) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
       insertLeased: db.prepare(
-        'INSERT OR IGNORE INTO queue_items (queue, id, message, available_at, enqueued_at, lease_owner) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT OR IGNORE INTO queue_items (queue, id, message, available_at, enqueued_at, lease_owner, dedupe_until) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       claim: db.prepare(
         `UPDATE queue_items SET lease_owner = ?, available_at = ?
          WHERE seq IN (SELECT seq FROM queue_items WHERE queue = ? AND available_at <= ? ORDER BY available_at, seq LIMIT ?)
          RETURNING queue, message, attempts, enqueued_at, last_error, seq`,
       ),
-      complete: db.prepare('DELETE FROM queue_items WHERE queue = ? AND id = ? AND lease_owner = ?'),
+      complete: db.prepare('DELETE FROM queue_items WHERE queue = ? AND id = ? AND lease_owner = ? RETURNING dedupe_until'),
+      // an id taken with a dedupe window is remembered once it leaves its queue (completed or
+      // dead-lettered): until then the queue's own (queue, id) key answers its duplicates
+      keepKey: db.prepare(
+        `INSERT INTO idempotency_keys (scope, key, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (scope, key) DO UPDATE SET expires_at = excluded.expires_at WHERE excluded.expires_at > idempotency_keys.expires_at`,
+      ),
       retry: db.prepare(
         'UPDATE queue_items SET lease_owner = NULL, available_at = ?, attempts = attempts + ?, last_error = COALESCE(?, last_error) WHERE queue = ? AND id = ? AND lease_owner = ?',
       ),
@@ -199,31 +208,33 @@ export class SqliteStore implements Store {
     const flags: boolean[] = [];
     let inserted = 0;
     const ttl = options.dedupeTtlMs;
+    const until = ttl === undefined ? null : now + ttl;
     await this.durableTx(() => {
       for (const item of items) {
-        if (ttl !== undefined && this.stmts.remember.get(queue, item.message.id, now + ttl, now) === undefined) {
+        const id = item.message.id;
+        if (until !== null && this.stmts.seen.get(queue, id, now) !== undefined) {
           flags.push(false);
           continue;
         }
-        const r = this.stmts.insert.run(queue, item.message.id, JSON.stringify(item.message), item.availableAt ?? now, now);
-        const ok = r.changes > 0;
+        const ok = this.stmts.insertDeduped.run(queue, id, JSON.stringify(item.message), item.availableAt ?? now, now, until).changes > 0;
         flags.push(ok);
         if (ok) inserted++;
       }
     });
-    return Promise.resolve({ inserted, duplicates: items.length - inserted, insertedFlags: flags });
+    return { inserted, duplicates: items.length - inserted, insertedFlags: flags };
   }
 
   async enqueueLeased(queue: string, owner: string, items: readonly LeasedEnqueueItem[], options: LeasedEnqueueOptions): Promise<EnqueueResult> {
     const now = this.clock.now();
     // a leased row is one whose available_at is its lease expiry (as `claim` writes it)
-    const until = now + options.leaseMs;
+    const leasedUntil = now + options.leaseMs;
     const ttl = options.dedupeTtlMs;
+    const until = ttl === undefined ? null : now + ttl;
     const flags = await this.durableTx(() =>
       items.map((item) => {
         const id = item.message.id;
-        if (ttl !== undefined && this.stmts.remember.get(queue, id, now + ttl, now) === undefined) return false;
-        return this.stmts.insertLeased.run(queue, id, JSON.stringify(item.message), until, now, owner).changes > 0;
+        if (until !== null && this.stmts.seen.get(queue, id, now) !== undefined) return false;
+        return this.stmts.insertLeased.run(queue, id, JSON.stringify(item.message), leasedUntil, now, owner, until).changes > 0;
       }),
     );
     const inserted = flags.filter(Boolean).length;
@@ -238,10 +249,22 @@ export class SqliteStore implements Store {
   }
 
   async complete(queue: string, owner: string, ids: readonly string[]): Promise<void> {
+    const now = this.clock.now();
     this.tx(() => {
-      for (const id of ids) this.stmts.complete.run(queue, id, owner);
+      for (const id of ids) this.completeOne(queue, owner, id, now);
     });
     return Promise.resolve();
+  }
+
+  /**
+   * Takes an item out of its queue. An id enqueued with a dedupe window is written to the
+   * idempotency keys only now, in the completion's larger group, instead of with each small
+   * enqueue: until it leaves, the queue's (queue, id) key turns its duplicates away.
+   */
+  private completeOne(queue: string, owner: string, id: string, now: number): void {
+    const row = this.stmts.complete.get(queue, id, owner) as Row | undefined;
+    const until = row?.['dedupe_until'];
+    if (typeof until === 'number' && until > now) this.stmts.keepKey.run(queue, id, until);
   }
 
   async retry(queue: string, owner: string, id: string, options: RetryOptions): Promise<void> {
@@ -499,8 +522,9 @@ export class SqliteStore implements Store {
   }
 
   async recordDeliveryAttempts(entries: readonly DeliveryAttemptInput[], completed?: CompletedItems): Promise<void> {
+    const now = this.clock.now();
     this.tx(() => {
-      if (completed) for (const id of completed.ids) this.stmts.complete.run(completed.queue, id, completed.owner);
+      if (completed) for (const id of completed.ids) this.completeOne(completed.queue, completed.owner, id, now);
       for (const e of entries) {
         this.stmts.insertAttempt.run(
           e.flow,
