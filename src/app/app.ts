@@ -33,8 +33,9 @@ export interface AppOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /**
    * Lease on claimed inbox messages: how soon a dead worker's claims return to the queue (60 s
-   * by default). On a shared store it is also the lease of leader-only sources, when shorter
-   * than their 15 s default: how soon another worker takes such a source over.
+   * by default). It is also the lease a sync job's run holds (renewed while it lasts: how soon
+   * another worker runs the job after this one died mid-run), and on a shared store the lease of
+   * leader-only sources, when shorter than their 15 s default.
    */
   readonly leaseMs?: number;
   /** How often this worker records itself in the store's workers table (`ix status`). @defaultValue 5 s */
@@ -98,6 +99,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         metrics: new SyncMetrics(engine.metrics.registry),
         http: publicServer,
         ...(store.listWorkers ? { liveWorkers: liveWorkersOf(store, engine.owner) } : {}),
+        ...(options.leaseMs ? { syncLeaseMs: options.leaseMs } : {}),
       });
     }
   } catch (err) {

@@ -26,7 +26,7 @@ program
   .description('Run every flow of a spec until its sources end or SIGTERM/SIGINT (then drain and exit 0).')
   .argument('<spec>', 'the spec file, e.g. integration.yaml')
   .option('--store <url>', 'store URL, overriding the spec (sqlite:PATH or postgres://…)')
-  .option('--lease <duration>', "lease on claimed inbox messages and (up to 15s) on leader-only sources: how soon a dead worker's claims and sources return (e.g. 15s)")
+  .option('--lease <duration>', "lease on claimed inbox messages, on a sync job's run and (up to 15s) on leader-only sources: how soon a dead worker's claims, sync runs and sources are taken over (e.g. 15s)")
   .option('--admin <host:port>', 'admin listener address, overriding the spec')
   .option('--no-admin', 'no admin listener')
   .option('--http <host:port>', 'public listener address, overriding the spec')

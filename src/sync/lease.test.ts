@@ -1,5 +1,8 @@
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { startApp } from '../app/app.js';
 import { createRegistry } from '../app/registry.js';
 import { openStore } from '../app/store.js';
 import { systemClock } from '../core/clock.js';
@@ -45,6 +48,18 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
+/** The job `slow`: a paginated API (5 records a page) copied into dst.db. */
+function slowSpec(base: string): string {
+  return `version: 1
+store: sqlite:./state.db
+services: { api: { type: rest, baseUrl: "${base}", endpoints: { records: { method: GET, path: /records, query: { limit: 5 }, paginate: { type: cursor, param: cursor, next: "$.next", items: "$.data" } } } } }
+syncs:
+  slow:
+    target: { sqlite: { path: dst.db } }
+    streams: { contacts: { from: { http: { service: api, endpoint: records } }, table: contacts, key: id, mode: full } }
+`;
+}
+
 /**
  * A job without a schedule on an embedded SQLite store, started as `ix run` starts it: its
  * run at start takes the lease `sync:slow` (ttl 300 ms) and copies a slow API into SQLite.
@@ -54,14 +69,7 @@ async function slowJob(wrap: (store: Store) => void = () => undefined): Promise<
   const { dir, spec: specFile, api } = await contactsFixture(
     'ix-sync-lease-',
     RECORDS,
-    (base) => `version: 1
-store: sqlite:./state.db
-services: { api: { type: rest, baseUrl: "${base}", endpoints: { records: { method: GET, path: /records, query: { limit: 5 }, paginate: { type: cursor, param: cursor, next: "$.next", items: "$.data" } } } } }
-syncs:
-  slow:
-    target: { sqlite: { path: dst.db } }
-    streams: { contacts: { from: { http: { service: api, endpoint: records } }, table: contacts, key: id, mode: full } }
-`,
+    (base) => slowSpec(base),
   );
   dirs.push(dir);
   api.beforeAnswer = () => new Promise((r) => setTimeout(r, 100));
@@ -167,5 +175,32 @@ describe('the lease sync:<job> of a scheduled run', () => {
     const [run] = await f.runs();
     stoppedForTheLease(run);
     expect(f.api.requests).toBeLessThan(PAGES);
+  });
+});
+
+describe('ix run --lease', () => {
+  it('is the lease a sync run holds (not the 60 s default)', async () => {
+    const { dir, spec: specFile, api } = await contactsFixture(
+      'ix-sync-run-lease-',
+      RECORDS,
+      (base) => `${slowSpec(base)}admin: { enabled: false }\n`,
+    );
+    dirs.push(dir);
+    api.beforeAnswer = () => new Promise((r) => setTimeout(r, 100));
+    const app = await startApp({ specFile, registry: createRegistry(), logger: silentLogger, leaseMs: 4000 });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (api.requests < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const db = new Database(join(dir, 'state.db'), { readonly: true });
+      const row = db.prepare('SELECT expires_at FROM leases WHERE name = ?').get(LEASE) as { expires_at: number } | undefined;
+      db.close();
+      expect(row).toBeDefined();
+      const left = (row as { expires_at: number }).expires_at - Date.now();
+      expect(left).toBeGreaterThan(0);
+      expect(left).toBeLessThanOrEqual(4000);
+    } finally {
+      await app.stop();
+      await api.stop();
+    }
   });
 });
