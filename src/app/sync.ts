@@ -1,4 +1,5 @@
 import { Engine } from '../engine/engine.js';
+import { releaseHoldingsOfGoneProcesses } from './app.js';
 import type { Logger } from '../core/logger.js';
 import { createLogger } from '../observability/logger.js';
 import { loadSpecFile, type LoadedSpec } from '../spec/load.js';
@@ -24,6 +25,8 @@ export async function openSync(o: { specFile: string; store?: string; logLevel?:
   const store = await openStore(o.store ?? loaded.spec.store ?? DEFAULT_STORE, loaded.baseDir);
   let engine: Engine;
   try {
+    // an `ix sync run` SIGKILLed mid-run left its job lease behind: given back at once (SQLite)
+    await releaseHoldingsOfGoneProcesses(store, logger);
     // Services and mappings are built as for `ix run`; the flows are not.
     engine = await Engine.build({ loaded: { ...loaded, spec: { ...loaded.spec, flows: [] } }, registry, store, logger });
   } catch (err) {

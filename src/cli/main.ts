@@ -374,7 +374,7 @@ sync
     const progress = new Progress({ job: name, logger: o.logger, ...(opts.progress && process.stderr.isTTY ? { tty: process.stderr } : {}) });
     let code = 0;
     try {
-      const record = await o.service.run(
+      const record = await o.service.runExclusive(
         name,
         {
           signal: ac.signal,

@@ -53,6 +53,7 @@ export const errorCatalog = {
   IX_SYNC_UNKNOWN: { message: 'no sync named "{name}"{hint}', retryable: false },
   IX_SYNC_SCHEMA: { message: 'sync {stream}: target table {table} does not fit: {detail}; nothing was written', retryable: false },
   IX_SYNC_RECORD: { message: 'sync {stream}: {detail}', retryable: false },
+  IX_SYNC_BUSY: { message: 'sync {job} is running elsewhere (an `ix run` worker or another `ix sync run` holds the lease sync:{job}); run it again once that run finished', retryable: true },
   IX_SYNC_LEASE_LOST: { message: 'sync {job}: this worker no longer holds the lease sync:{job} (another worker took it, or it could not be renewed); the run stopped, the next one resumes from the checkpoint', retryable: true },
   IX_DB_CDC_UNAVAILABLE: { message: 'PostgreSQL change data capture unavailable: {detail}', retryable: false },
   IX_HTTP_BAD_REQUEST: { message: '{detail}', retryable: false, status: 400 },

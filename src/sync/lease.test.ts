@@ -204,3 +204,23 @@ describe('ix run --lease', () => {
     }
   });
 });
+
+describe('ix sync run (SyncService.runExclusive)', () => {
+  it('is refused while another process holds the job lease, and holds it itself while it runs', async () => {
+    const f = await slowJob();
+    await f.ran; // the run at start ended and released the lease
+    const before = f.api.requests;
+    expect(await f.store.acquireLease(LEASE, 'ix-run-worker', 60_000)).toBe(true);
+    await expect(f.service.runExclusive('slow')).rejects.toMatchObject({ code: 'IX_SYNC_BUSY' });
+    expect(f.api.requests).toBe(before);
+    await f.store.releaseLease(LEASE, 'ix-run-worker');
+
+    const run = f.service.runExclusive('slow');
+    await new Promise((r) => setTimeout(r, 150));
+    expect(await f.store.acquireLease(LEASE, 'ix-run-worker', 60_000)).toBe(false);
+    const record = await run;
+    expect(record.status).toBe('ok');
+    expect(record.trigger).toBe('manual');
+    expect(await f.store.acquireLease(LEASE, 'ix-run-worker', 60_000)).toBe(true);
+  });
+});

@@ -218,6 +218,25 @@ export class SyncService {
     return record;
   }
 
+  /**
+   * A run under the job's lease `sync:NAME`, as `ix sync run` makes one: refused with
+   * `IX_SYNC_BUSY` while an `ix run` worker's run or another `ix sync run` holds it, so two
+   * processes never write a job's target or its checkpoints at once.
+   */
+  async runExclusive(name: string, options: SyncRunOptions = {}, trigger = 'manual'): Promise<SyncRunRecord> {
+    this.job(name);
+    const lease = `sync:${name}`;
+    const ttl = this.o.syncLeaseMs ?? 60_000;
+    if (!(await this.o.store.acquireLease(lease, this.o.owner, ttl))) throw new IxError('IX_SYNC_BUSY', { job: name });
+    const held = this.holdLease(name, lease, ttl);
+    try {
+      return await this.run(name, { ...options, signal: options.signal ? AbortSignal.any([options.signal, held.lost]) : held.lost }, trigger);
+    } finally {
+      await held.stop();
+      await this.o.store.releaseLease(lease, this.o.owner).catch(() => undefined);
+    }
+  }
+
   private async record(r: SyncRunRecord): Promise<void> {
     const key = `sync-runs/${r.job}`;
     const list = await this.history(r.job);
