@@ -1,7 +1,7 @@
 import type { Clock } from './clock.js';
 import type { DurableStore } from './durable.js';
 import type { Logger } from './logger.js';
-import type { Message, StoredMessage } from './message.js';
+import type { Message, PayloadSource, StoredMessage } from './message.js';
 
 /** How one source message ended. Every message ends in exactly one of these. */
 export const Outcome = {
@@ -50,6 +50,12 @@ export interface PersistOptions {
    * duplicate, also after the first copy was processed. @defaultValue the engine's (24 h)
    */
   readonly dedupeTtlMs?: number;
+  /**
+   * Each message's payload is the text at this path of its meta (a webhook's raw body), parsed
+   * as JSON or as the text itself: the inbox keeps it once, and the payload is parsed back when
+   * the entry is read from the store (after a restart). The messages as given go to the flow.
+   */
+  readonly payloadFrom?: PayloadSource;
 }
 
 /** A route on the public HTTP listener, registered by push sources (http ingest, webhooks). */

@@ -271,6 +271,25 @@ describe('engine: push sources hand their messages straight to the flow', () => 
     await t.close();
   });
 
+  it('an inbox entry stored without its payload (it is the raw text in meta) is delivered with it; one whose text does not parse is dead-lettered with the reason', async () => {
+    pushed = 0;
+    const t = await engineFromYaml(pushSpec(0), pushRegistry);
+    const from = { meta: ['webhook', 'raw'], as: 'json' } as const;
+    await t.store.enqueue('inbox:f', [
+      { message: { id: 'kept', payload: undefined, headers: {}, meta: { webhook: { raw: '{"total":42.5}' } }, payloadFrom: from } },
+      { message: { id: 'torn', payload: undefined, headers: {}, meta: { webhook: { raw: '{"total":' } }, payloadFrom: from } },
+    ]);
+    t.engine.start();
+    const end = Date.now() + 10_000;
+    while ((receivedBy('out').length < 1 || (await t.store.countDeadLetters('f')) < 1) && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    expect(receivedBy('out').map((m) => [m.id, m.payload])).toEqual([['kept', { total: 42.5 }]]);
+    expect(receivedBy('out')[0]).not.toHaveProperty('payloadFrom');
+    const [dead] = await t.store.listDeadLetters({ flow: 'f' });
+    expect(dead?.message.id).toBe('torn');
+    expect(dead?.reason).toMatch(/stored payload unreadable/);
+    await t.close();
+  });
+
   it('claims the inbox only now and then while hand-overs feed it, not after every batch', async () => {
     pushed = 0;
     // the source is slower than the flow: the hand-over is empty between messages

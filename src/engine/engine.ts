@@ -4,7 +4,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { RESUME_AFTER_STEP, type ComponentContext, type HttpRegistrar, type Sink, type Source, type SourceContext, type Step, type StepContext } from '../core/component.js';
 import { errorMessage, IxError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/logger.js';
-import { createMessage, toStored, type Message } from '../core/message.js';
+import { createMessage, expandStored, toStored, type Message } from '../core/message.js';
 import type { ComponentSlot, Registry } from '../registry/registry.js';
 import type { LoadedSpec } from '../spec/load.js';
 import { SpecError, type SpecProblem } from '../spec/problem.js';
@@ -479,7 +479,10 @@ export class Engine {
           }
           // a full claim may have left more behind
           if (items.length >= f.spec.batchSize) inboxDirty = true;
-          batch = items.map((i) => createMessage({ ...i.message, meta: { ...i.message.meta, attempts: i.attempts } }));
+          batch = items.map((i) => {
+            const m = expandStored(i.message);
+            return createMessage({ ...m, meta: { ...m.meta, attempts: i.attempts } });
+          });
         }
         if (batch.length === 0 && handed.length > 0) {
           batch = handed.splice(0, f.spec.batchSize).map((m) => createMessage({ ...toStored(m), meta: { ...m.meta, attempts: 0 } }));

@@ -1,10 +1,11 @@
 import type { PersistOptions, PersistResult } from '../core/component.js';
-import { toStored, type Message } from '../core/message.js';
+import { toStored, toStoredCompact, type Message, type PayloadSource } from '../core/message.js';
 import type { Store } from '../store/types.js';
 
 interface Pending {
   readonly queue: string;
   readonly batch: Message[];
+  readonly payloadFrom: PayloadSource | undefined;
   readonly ttlMs: number;
   readonly handoff: boolean;
   resolve(r: PersistResult): void;
@@ -66,7 +67,7 @@ export class Persister {
   persist(queue: string, batch: Message[], options: PersistOptions = {}, handoff = false): Promise<PersistResult> {
     const ttlMs = options.dedupeTtlMs ?? this.dedupeTtlMs;
     return new Promise((resolve, reject) => {
-      this.pending.push({ queue, batch, ttlMs, handoff, resolve, reject });
+      this.pending.push({ queue, batch, payloadFrom: options.payloadFrom, ttlMs, handoff, resolve, reject });
       this.schedule();
     });
   }
@@ -106,7 +107,10 @@ export class Persister {
     for (const list of byQueue.values()) {
       const { queue, ttlMs, handoff: wanted } = list[0] as Pending;
       try {
-        const items = list.flatMap((p) => p.batch.map((m) => ({ message: toStored(m) })));
+        const items = list.flatMap((p) => {
+          const from = p.payloadFrom;
+          return p.batch.map((m) => ({ message: from ? toStoredCompact(m, from) : toStored(m) }));
+        });
         const h = wanted ? this.handoffs.get(queue) : undefined;
         const handoff = h && h.room() >= items.length ? h : undefined;
         const r = handoff

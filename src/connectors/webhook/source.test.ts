@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { expandStored } from '../../core/message.js';
 import { inboxQueue } from '../../store/types.js';
 import { SqliteStore } from '../../store/sqlite/sqlite-store.js';
 import { sourceContext, type TestSourceContext } from '../../testing/contexts.js';
@@ -67,12 +68,29 @@ describe('webhook source over HTTP', () => {
     const r = await post(body, { ...signed('msg_1', body), authorization: 'Bearer do-not-keep' });
     expect(r.status).toBe(200);
     expect(r.body).toEqual({ ok: true, id: 'msg_1' });
-    const [m] = await inbox();
+    const [stored] = await inbox();
+    // the JSON body is kept once, as the raw text; the payload is parsed back from it
+    expect(stored?.payload).toBeUndefined();
+    expect(stored?.payloadFrom).toEqual({ meta: ['webhook', 'raw'], as: 'json' });
+    const m = stored ? expandStored(stored) : undefined;
     expect(m?.id).toBe('msg_1');
     expect(m?.payload).toEqual({ type: 'order.created', total: 12.5 });
     expect(m?.headers['webhook-id']).toBe('msg_1');
     expect(m?.headers['authorization']).toBeUndefined();
     expect(m?.meta['webhook']).toMatchObject({ path: '/hooks/orders', verified: 'standard-webhooks', raw: body, remoteAddress: '127.0.0.1' });
+  });
+
+  it('keeps a text body once too; a form body keeps its parsed payload beside the raw text', async () => {
+    await start();
+    const text = 'plain words';
+    expect((await post(text, { ...signed('t1', text), 'content-type': 'text/plain' })).status).toBe(200);
+    const form = 'a=1&b=2&b=3';
+    expect((await post(form, { ...signed('f1', form), 'content-type': 'application/x-www-form-urlencoded' })).status).toBe(200);
+    const stored = new Map((await inbox()).map((m) => [m.id, m]));
+    expect(stored.get('t1')?.payloadFrom).toEqual({ meta: ['webhook', 'raw'], as: 'text' });
+    expect(expandStored(stored.get('t1') as NonNullable<ReturnType<typeof stored.get>>).payload).toBe(text);
+    expect(stored.get('f1')?.payloadFrom).toBeUndefined();
+    expect(stored.get('f1')?.payload).toEqual({ a: '1', b: ['2', '3'] });
   });
 
   it('answers a repeated event id 2xx without persisting it again, before and after processing', async () => {

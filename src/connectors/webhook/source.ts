@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { HttpRequest, HttpResponse, Source, SourceContext } from '../../core/component.js';
 import { IxError, errorMessage, type ErrorCode } from '../../core/errors.js';
-import { createMessage } from '../../core/message.js';
+import { createMessage, type PayloadSource } from '../../core/message.js';
 import { parseDuration, parseSize } from '../../core/units.js';
 import { CidrSet, clientAddress } from './ip.js';
 import type { WebhookSourceConfig } from './spec.js';
@@ -9,6 +9,8 @@ import { createVerifier, header, type Verifier } from './verify.js';
 
 /** Headers never copied into the message (credentials of the sender's infrastructure). */
 const DROPPED_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
+const RAW_AS_JSON: PayloadSource = { meta: ['webhook', 'raw'], as: 'json' };
+const RAW_AS_TEXT: PayloadSource = { meta: ['webhook', 'raw'], as: 'text' };
 
 /** Resolved settings of one webhook source. */
 export interface WebhookSourceSettings {
@@ -103,8 +105,9 @@ export class WebhookSource implements Source {
     }
 
     let payload: unknown;
+    const kind = bodyKind(header(req.headers, 'content-type'), this.s.body);
     try {
-      payload = parseBody(req.rawBody, header(req.headers, 'content-type'), this.s.body);
+      payload = parseBody(req.rawBody, header(req.headers, 'content-type'), kind);
     } catch (err) {
       return errorResponse('IX_HTTP_BAD_REQUEST', { detail: `malformed body: ${errorMessage(err)}` });
     }
@@ -138,7 +141,9 @@ export class WebhookSource implements Source {
 
     this.inFlight++;
     try {
-      const r = await ctx.persist([msg], { dedupeTtlMs: this.s.dedupeWindowMs });
+      // a JSON or text body is the raw text already kept in meta: the inbox stores it once
+      const from = !rawIsText ? undefined : kind === 'json' ? RAW_AS_JSON : kind === 'raw' ? RAW_AS_TEXT : undefined;
+      const r = await ctx.persist([msg], from ? { dedupeTtlMs: this.s.dedupeWindowMs, payloadFrom: from } : { dedupeTtlMs: this.s.dedupeWindowMs });
       const duplicate = r.persisted ? r.persisted[0] === false : r.duplicates > 0;
       return { status: 200, body: { ok: true, id, ...(duplicate ? { duplicate: true } : {}) } };
     } catch (err) {
@@ -154,9 +159,15 @@ export class WebhookSource implements Source {
 }
 
 /** Parses a body as the config and Content-Type say. Throws on malformed JSON or form data. */
-export function parseBody(raw: Buffer, contentType: string | undefined, mode: 'auto' | 'json' | 'form' | 'raw'): unknown {
+/** How a body is read: by `mode`, or under `auto` by its content type. */
+export function bodyKind(contentType: string | undefined, mode: 'auto' | 'json' | 'form' | 'raw'): 'json' | 'form' | 'raw' {
+  if (mode !== 'auto') return mode;
   const type = (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
-  const kind = mode !== 'auto' ? mode : type === 'application/json' || type.endsWith('+json') ? 'json' : type === 'application/x-www-form-urlencoded' ? 'form' : 'raw';
+  return type === 'application/json' || type.endsWith('+json') ? 'json' : type === 'application/x-www-form-urlencoded' ? 'form' : 'raw';
+}
+
+export function parseBody(raw: Buffer, contentType: string | undefined, mode: 'auto' | 'json' | 'form' | 'raw'): unknown {
+  const kind = bodyKind(contentType, mode);
   const text = raw.toString('utf8');
   if (kind === 'json') {
     if (text.trim() === '') throw new SyntaxError('empty JSON body');
