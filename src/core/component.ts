@@ -52,8 +52,9 @@ export interface PersistOptions {
   readonly dedupeTtlMs?: number;
   /**
    * Each message's payload is the text at this path of its meta (a webhook's raw body), parsed
-   * as JSON or as the text itself: the inbox keeps it once, and the payload is parsed back when
-   * the entry is read from the store (after a restart). The messages as given go to the flow.
+   * as JSON or as the text itself: the inbox keeps it once on SQLite, and the payload is parsed
+   * back when the entry is read from the store (after a restart). The messages as given go to
+   * the flow.
    */
   readonly payloadFrom?: PayloadSource;
 }

@@ -89,3 +89,32 @@ describe('Persister hand-over to a local consumer', () => {
     await store.close();
   });
 });
+
+describe('Persister: a payload that is text in the message meta', () => {
+  const from = { meta: ['webhook', 'raw'], as: 'json' } as const;
+  const raw = '{"total":42.5}';
+  const stored = async (kind: string) => {
+    const seen: EnqueueItem[] = [];
+    const store = {
+      kind,
+      enqueue(_queue: string, items: readonly EnqueueItem[]): Promise<EnqueueResult> {
+        seen.push(...items);
+        return Promise.resolve({ inserted: items.length, duplicates: 0, insertedFlags: items.map(() => true) });
+      },
+    } as unknown as Store;
+    await new Persister(store).persist('inbox:f', [createMessage({ id: 'a', payload: JSON.parse(raw), meta: { webhook: { raw } } })], { payloadFrom: from });
+    return seen[0]?.message;
+  };
+
+  it('is stored once on SQLite (the schema version keeps an older engine out)', async () => {
+    const m = await stored('sqlite');
+    expect(m?.payload).toBeUndefined();
+    expect(m?.payloadFrom).toEqual(from);
+  });
+
+  it('is stored whole on PostgreSQL, where an older worker of a rolling upgrade may claim it', async () => {
+    const m = await stored('postgres');
+    expect(m?.payload).toEqual({ total: 42.5 });
+    expect(m?.payloadFrom).toBeUndefined();
+  });
+});

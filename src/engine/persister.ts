@@ -44,10 +44,20 @@ export class Persister {
    * @param dedupeTtlMs how long a persisted id is remembered: a sender's retry of an id seen
    * in this window is answered as a duplicate and not processed again. @defaultValue 24 h
    */
+  /**
+   * Whether a message whose payload is text in its meta is stored without the parsed copy. Only
+   * on SQLite, whose schema version 4 keeps an older engine from opening the store: workers of
+   * one PostgreSQL store may run two versions during a rolling upgrade, and an older one would
+   * take such an entry without its payload.
+   */
+  private readonly compact: boolean;
+
   constructor(
     private readonly store: Store,
     private readonly dedupeTtlMs = 86_400_000,
-  ) {}
+  ) {
+    this.compact = store.kind === 'sqlite';
+  }
 
   /** Called after a queue received new messages (wakes its pump at once). */
   onEnqueued(queue: string, listener: () => void): void {
@@ -108,7 +118,7 @@ export class Persister {
       const { queue, ttlMs, handoff: wanted } = list[0] as Pending;
       try {
         const items = list.flatMap((p) => {
-          const from = p.payloadFrom;
+          const from = this.compact ? p.payloadFrom : undefined;
           return p.batch.map((m) => ({ message: from ? toStoredCompact(m, from) : toStored(m) }));
         });
         const h = wanted ? this.handoffs.get(queue) : undefined;
